@@ -1,0 +1,60 @@
+import swagger from '@fastify/swagger';
+import type { Client } from '@temporalio/client';
+import Fastify, { type FastifyBaseLogger } from 'fastify';
+import {
+  jsonSchemaTransform,
+  serializerCompiler,
+  validatorCompiler,
+  type ZodTypeProvider,
+} from 'fastify-type-provider-zod';
+import type { Config } from '../domain/config.ts';
+import type { Logger } from '../observability/logger.ts';
+import { AesGcmPayloadCodec } from '../temporal/codec.ts';
+import { TokenAuthority } from './auth.ts';
+import { installErrorHandler } from './errors.ts';
+import { codecRoutes } from './routes/codec.ts';
+import { healthRoutes } from './routes/health.ts';
+import { siteHealthRoutes } from './routes/site-health.ts';
+
+export interface ApiDeps {
+  config: Pick<Config, 'api' | 'codec' | 'taskQueue'>;
+  temporal: Client;
+  logger: Logger;
+}
+
+/** The trigger API: built without listening so that tests drive it with inject() or on a free port. */
+export async function buildApi(deps: ApiDeps) {
+  const app = Fastify({
+    // pino's Logger is a FastifyBaseLogger; the cast only bridges pino's stricter generic.
+    loggerInstance: deps.logger as FastifyBaseLogger,
+    bodyLimit: 1024 * 1024,
+    // Unknown query fields are refused by the route schemas; keep Fastify from coercing them silently.
+    ajv: { customOptions: { removeAdditional: false } },
+  }).withTypeProvider<ZodTypeProvider>();
+  app.setValidatorCompiler(validatorCompiler);
+  app.setSerializerCompiler(serializerCompiler);
+  installErrorHandler(app);
+
+  await app.register(swagger, {
+    openapi: {
+      info: { title: 'icn-orchestrator trigger API', version: '0.1.0' },
+      components: { securitySchemes: { bearer: { type: 'http', scheme: 'bearer' } } },
+    },
+    transform: jsonSchemaTransform,
+  });
+  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+
+  const auth = new TokenAuthority(deps.config.api.tokens);
+  await app.register(healthRoutes(deps.temporal));
+  await app.register(siteHealthRoutes({ temporal: deps.temporal, taskQueue: deps.config.taskQueue, auth }));
+  await app.register(
+    codecRoutes({
+      codec: new AesGcmPayloadCodec(deps.config.codec),
+      auth,
+      corsOrigins: deps.config.codec.corsOrigins,
+      allowAnonymous: deps.config.codec.allowAnonymous,
+    }),
+    { prefix: '/codec' },
+  );
+  return app;
+}

@@ -1,0 +1,148 @@
+import { z } from 'zod';
+
+/** Scopes a bearer token can carry; every API route but health and metrics requires one. */
+export const TokenScope = z.enum(['read', 'write', 'operate', 'admin']);
+export type TokenScope = z.infer<typeof TokenScope>;
+
+const port = z.coerce.number().int().min(1).max(65535);
+const booleanFlag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const commaList = z
+  .string()
+  .transform((s) =>
+    s
+      .split(',')
+      .map((x) => x.trim())
+      .filter((x) => x !== ''),
+  );
+
+const base64Key = z
+  .string()
+  .refine((s) => Buffer.from(s, 'base64').length === 32, 'must be 32 bytes (AES-256), base64-encoded');
+
+/**
+ * Codec keys: `id=base64key,id2=base64key`. The first is the active key unless ICN_CODEC_ACTIVE_KEY names another;
+ * older keys stay listed so that histories written under them remain readable after a rotation.
+ */
+const codecKeyList = z
+  .string()
+  .transform((s, ctx) => {
+    const keys: Record<string, string> = {};
+    for (const entry of s.split(',').map((x) => x.trim())) {
+      if (entry === '') continue;
+      const eq = entry.indexOf('=');
+      const id = entry.slice(0, eq);
+      if (eq <= 0 || !/^[A-Za-z0-9._-]+$/.test(id)) {
+        ctx.addIssue({ code: 'custom', message: 'each entry must be keyId=base64Key (key id: letters, digits, . _ -)' });
+        return z.NEVER;
+      }
+      const parsed = base64Key.safeParse(entry.slice(eq + 1));
+      if (!parsed.success) {
+        ctx.addIssue({ code: 'custom', message: `key "${id}" ${parsed.error.issues[0]?.message ?? 'is invalid'}` });
+        return z.NEVER;
+      }
+      keys[id] = parsed.data;
+    }
+    if (Object.keys(keys).length === 0) {
+      ctx.addIssue({ code: 'custom', message: 'at least one key is required' });
+      return z.NEVER;
+    }
+    return keys;
+  });
+
+/** Tokens: `token=scope|scope,token2=scope`. Tokens are secrets: they are compared, never logged. */
+const tokenList = z.string().transform((s, ctx) => {
+  const tokens = new Map<string, TokenScope[]>();
+  for (const entry of s.split(',').map((x) => x.trim())) {
+    if (entry === '') continue;
+    const eq = entry.lastIndexOf('=');
+    const token = entry.slice(0, eq);
+    if (eq <= 0 || token.length < 16) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be token=scope|scope with a token of 16+ characters' });
+      return z.NEVER;
+    }
+    const scopes = z.array(TokenScope).safeParse(entry.slice(eq + 1).split('|'));
+    if (!scopes.success) {
+      ctx.addIssue({ code: 'custom', message: 'scopes must be read, write, operate or admin' });
+      return z.NEVER;
+    }
+    tokens.set(token, scopes.data);
+  }
+  return tokens;
+});
+
+export const ConfigEnv = z.object({
+  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('127.0.0.1:7233'),
+  TEMPORAL_NAMESPACE: z.string().min(1).default('icn'),
+  TEMPORAL_TLS: booleanFlag.default(false),
+  TEMPORAL_TLS_CA_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_CERT_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_KEY_FILE: z.string().min(1).optional(),
+  TEMPORAL_TLS_SERVER_NAME: z.string().min(1).optional(),
+  ICN_TASK_QUEUE: z.string().min(1).default('icn-global'),
+  ICN_CODEC_KEYS: codecKeyList,
+  ICN_CODEC_ACTIVE_KEY: z.string().min(1).optional(),
+  ICN_CODEC_CORS_ORIGINS: commaList.default(['http://localhost:8233', 'http://127.0.0.1:8233']),
+  /** Only for a local dev stack whose Web UI has no login: lets the codec endpoint decode without a token. */
+  ICN_CODEC_ALLOW_ANONYMOUS: booleanFlag.default(false),
+  ICN_API_HOST: z.string().min(1).default('127.0.0.1'),
+  ICN_API_PORT: port.default(8090),
+  ICN_API_TOKENS: tokenList.optional(),
+  LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+});
+
+export interface Config {
+  temporal: {
+    address: string;
+    namespace: string;
+    tls?: { caFile?: string; certFile?: string; keyFile?: string; serverName?: string };
+  };
+  taskQueue: string;
+  codec: { keys: Record<string, string>; activeKeyId: string; corsOrigins: string[]; allowAnonymous: boolean };
+  api: { host: string; port: number; tokens: Map<string, TokenScope[]> };
+  logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError';
+}
+
+/** Parses the environment once, at an entry point; the message names each wrong variable and why. */
+export function parseConfig(env: Record<string, string | undefined>): Config {
+  const result = ConfigEnv.safeParse(env);
+  if (!result.success) {
+    const lines = result.error.issues.map((i) => `  ${i.path.join('.') || '(environment)'}: ${i.message}`);
+    throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
+  }
+  const e = result.data;
+  const activeKeyId = e.ICN_CODEC_ACTIVE_KEY ?? Object.keys(e.ICN_CODEC_KEYS)[0];
+  if (activeKeyId === undefined || !(activeKeyId in e.ICN_CODEC_KEYS)) {
+    throw new ConfigError(`invalid configuration:\n  ICN_CODEC_ACTIVE_KEY: "${activeKeyId}" is not in ICN_CODEC_KEYS`);
+  }
+  const tlsFiles = [e.TEMPORAL_TLS_CA_FILE, e.TEMPORAL_TLS_CERT_FILE, e.TEMPORAL_TLS_KEY_FILE];
+  if (Boolean(e.TEMPORAL_TLS_CERT_FILE) !== Boolean(e.TEMPORAL_TLS_KEY_FILE)) {
+    throw new ConfigError(
+      'invalid configuration:\n  TEMPORAL_TLS_CERT_FILE, TEMPORAL_TLS_KEY_FILE: set both for mutual TLS, or neither',
+    );
+  }
+  const tls =
+    e.TEMPORAL_TLS || tlsFiles.some(Boolean)
+      ? {
+          ...(e.TEMPORAL_TLS_CA_FILE && { caFile: e.TEMPORAL_TLS_CA_FILE }),
+          ...(e.TEMPORAL_TLS_CERT_FILE && { certFile: e.TEMPORAL_TLS_CERT_FILE }),
+          ...(e.TEMPORAL_TLS_KEY_FILE && { keyFile: e.TEMPORAL_TLS_KEY_FILE }),
+          ...(e.TEMPORAL_TLS_SERVER_NAME && { serverName: e.TEMPORAL_TLS_SERVER_NAME }),
+        }
+      : undefined;
+  return {
+    temporal: { address: e.TEMPORAL_ADDRESS, namespace: e.TEMPORAL_NAMESPACE, ...(tls && { tls }) },
+    taskQueue: e.ICN_TASK_QUEUE,
+    codec: {
+      keys: e.ICN_CODEC_KEYS,
+      activeKeyId,
+      corsOrigins: e.ICN_CODEC_CORS_ORIGINS,
+      allowAnonymous: e.ICN_CODEC_ALLOW_ANONYMOUS,
+    },
+    api: { host: e.ICN_API_HOST, port: e.ICN_API_PORT, tokens: e.ICN_API_TOKENS ?? new Map() },
+    logLevel: e.LOG_LEVEL,
+  };
+}

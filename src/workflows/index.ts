@@ -1,0 +1,1 @@
+export { siteHealthCheck } from './site-health-check.ts';
