@@ -64,10 +64,10 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<De
 
 async function waitForNamespace(address: string, namespace: string, exited: Promise<number | null>): Promise<void> {
   const deadline = Date.now() + 60_000;
-  let failed = false;
-  void exited.then(() => (failed = true));
+  const server = { exited: false };
+  void exited.then(() => (server.exited = true));
   let lastError: unknown;
-  while (Date.now() < deadline && !failed) {
+  while (Date.now() < deadline && !server.exited) {
     try {
       const connection = await Connection.connect({ address, connectTimeout: 1000 });
       try {
@@ -82,7 +82,7 @@ async function waitForNamespace(address: string, namespace: string, exited: Prom
     }
   }
   throw new Error(
-    `Temporal dev server did not ${failed ? 'stay up' : 'become ready'} at ${address}: ${String(lastError)}`,
+    `Temporal dev server did not ${server.exited ? 'stay up' : 'become ready'} at ${address}: ${String(lastError)}`,
   );
 }
 

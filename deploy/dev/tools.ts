@@ -55,6 +55,7 @@ export function ensureGoTool(tool: GoTool): string {
     const detail = err instanceof Error ? err.message : String(err);
     throw new ToolBuildError(
       `building ${tool.name} ${tool.version} failed (is the Go module proxy reachable? GOPROXY=${process.env.GOPROXY ?? 'default'}):\n${detail}`,
+      { cause: err },
     );
   }
   for (const b of tool.binaries) {
@@ -62,7 +63,9 @@ export function ensureGoTool(tool: GoTool): string {
   }
   rmSync(dir, { recursive: true, force: true });
   renameSync(partial, dir);
-  console.error(`[tools] ${tool.name} ${tool.version} built in ${Math.round((Date.now() - started) / 1000)} s → ${dir}`);
+  console.error(
+    `[tools] ${tool.name} ${tool.version} built in ${Math.round((Date.now() - started) / 1000)} s → ${dir}`,
+  );
   return dir;
 }
 
@@ -72,7 +75,7 @@ export function go(args: string[], opts: { cwd?: string; env: NodeJS.ProcessEnv 
     return execFileSync('go', args, { ...opts, encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
   } catch (err) {
     const e = err as { stderr?: string; message: string };
-    throw new Error(`go ${args.join(' ')}: ${e.stderr ?? e.message}`);
+    throw new Error(`go ${args.join(' ')}: ${e.stderr ?? e.message}`, { cause: err });
   }
 }
 

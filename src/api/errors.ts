@@ -14,7 +14,7 @@ export function installErrorHandler(app: FastifyInstance): void {
   app.setErrorHandler((error: FastifyError, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(error)) {
       const issues: FieldIssue[] = error.validation.map((v) => ({
-        field: [error.validationContext, ...String(v.instancePath).split('/').filter(Boolean)].join('.'),
+        field: [error.validationContext, ...v.instancePath.split('/').filter(Boolean)].join('.'),
         message: v.message ?? 'is invalid',
       }));
       return reply.code(400).send({

@@ -24,9 +24,10 @@ export interface ApiDeps {
 
 /** The trigger API: built without listening so that tests drive it with inject() or on a free port. */
 export async function buildApi(deps: ApiDeps) {
+  // Typed as Fastify's logger so the instance keeps Fastify's own logger generic (pino's is stricter).
+  const loggerInstance: FastifyBaseLogger = deps.logger;
   const app = Fastify({
-    // pino's Logger is a FastifyBaseLogger; the cast only bridges pino's stricter generic.
-    loggerInstance: deps.logger as FastifyBaseLogger,
+    loggerInstance,
     bodyLimit: 1024 * 1024,
     // Unknown query fields are refused by the route schemas; keep Fastify from coercing them silently.
     ajv: { customOptions: { removeAdditional: false } },

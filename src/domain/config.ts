@@ -6,14 +6,12 @@ export type TokenScope = z.infer<typeof TokenScope>;
 
 const port = z.coerce.number().int().min(1).max(65535);
 const booleanFlag = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
-const commaList = z
-  .string()
-  .transform((s) =>
-    s
-      .split(',')
-      .map((x) => x.trim())
-      .filter((x) => x !== ''),
-  );
+const commaList = z.string().transform((s) =>
+  s
+    .split(',')
+    .map((x) => x.trim())
+    .filter((x) => x !== ''),
+);
 
 const base64Key = z
   .string()
@@ -23,31 +21,29 @@ const base64Key = z
  * Codec keys: `id=base64key,id2=base64key`. The first is the active key unless ICN_CODEC_ACTIVE_KEY names another;
  * older keys stay listed so that histories written under them remain readable after a rotation.
  */
-const codecKeyList = z
-  .string()
-  .transform((s, ctx) => {
-    const keys: Record<string, string> = {};
-    for (const entry of s.split(',').map((x) => x.trim())) {
-      if (entry === '') continue;
-      const eq = entry.indexOf('=');
-      const id = entry.slice(0, eq);
-      if (eq <= 0 || !/^[A-Za-z0-9._-]+$/.test(id)) {
-        ctx.addIssue({ code: 'custom', message: 'each entry must be keyId=base64Key (key id: letters, digits, . _ -)' });
-        return z.NEVER;
-      }
-      const parsed = base64Key.safeParse(entry.slice(eq + 1));
-      if (!parsed.success) {
-        ctx.addIssue({ code: 'custom', message: `key "${id}" ${parsed.error.issues[0]?.message ?? 'is invalid'}` });
-        return z.NEVER;
-      }
-      keys[id] = parsed.data;
-    }
-    if (Object.keys(keys).length === 0) {
-      ctx.addIssue({ code: 'custom', message: 'at least one key is required' });
+const codecKeyList = z.string().transform((s, ctx) => {
+  const keys: Record<string, string> = {};
+  for (const entry of s.split(',').map((x) => x.trim())) {
+    if (entry === '') continue;
+    const eq = entry.indexOf('=');
+    const id = entry.slice(0, eq);
+    if (eq <= 0 || !/^[A-Za-z0-9._-]+$/.test(id)) {
+      ctx.addIssue({ code: 'custom', message: 'each entry must be keyId=base64Key (key id: letters, digits, . _ -)' });
       return z.NEVER;
     }
-    return keys;
-  });
+    const parsed = base64Key.safeParse(entry.slice(eq + 1));
+    if (!parsed.success) {
+      ctx.addIssue({ code: 'custom', message: `key "${id}" ${parsed.error.issues[0]?.message ?? 'is invalid'}` });
+      return z.NEVER;
+    }
+    keys[id] = parsed.data;
+  }
+  if (Object.keys(keys).length === 0) {
+    ctx.addIssue({ code: 'custom', message: 'at least one key is required' });
+    return z.NEVER;
+  }
+  return keys;
+});
 
 /** Tokens: `token=scope|scope,token2=scope`. Tokens are secrets: they are compared, never logged. */
 const tokenList = z.string().transform((s, ctx) => {
@@ -71,7 +67,10 @@ const tokenList = z.string().transform((s, ctx) => {
 });
 
 export const ConfigEnv = z.object({
-  TEMPORAL_ADDRESS: z.string().regex(/^[^\s:]+:\d+$/, 'must be host:port').default('127.0.0.1:7233'),
+  TEMPORAL_ADDRESS: z
+    .string()
+    .regex(/^[^\s:]+:\d+$/, 'must be host:port')
+    .default('127.0.0.1:7233'),
   TEMPORAL_NAMESPACE: z.string().min(1).default('icn'),
   TEMPORAL_TLS: booleanFlag.default(false),
   TEMPORAL_TLS_CA_FILE: z.string().min(1).optional(),
@@ -142,7 +141,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       corsOrigins: e.ICN_CODEC_CORS_ORIGINS,
       allowAnonymous: e.ICN_CODEC_ALLOW_ANONYMOUS,
     },
-    api: { host: e.ICN_API_HOST, port: e.ICN_API_PORT, tokens: e.ICN_API_TOKENS ?? new Map() },
+    api: { host: e.ICN_API_HOST, port: e.ICN_API_PORT, tokens: e.ICN_API_TOKENS ?? new Map<string, TokenScope[]>() },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -3,11 +3,11 @@ import { Client, Connection } from '@temporalio/client';
 import type { DataConverter } from '@temporalio/common';
 import { NativeConnection, type TLSConfig } from '@temporalio/worker';
 import type { Config } from '../domain/config.ts';
-import { AesGcmPayloadCodec } from './codec.ts';
+import { AesGcmPayloadCodec, type CodecKeys } from './codec.ts';
 
 /** Every payload the client and worker exchange goes through the encrypting codec. */
-export function dataConverter(config: Pick<Config, 'codec'>): DataConverter {
-  return { payloadCodecs: [new AesGcmPayloadCodec(config.codec)] };
+export function dataConverter(keys: CodecKeys): DataConverter {
+  return { payloadCodecs: [new AesGcmPayloadCodec(keys)] };
 }
 
 function tlsConfig(config: Config): TLSConfig | undefined {
@@ -24,7 +24,7 @@ function tlsConfig(config: Config): TLSConfig | undefined {
 export async function connectClient(config: Config): Promise<Client> {
   const tls = tlsConfig(config);
   const connection = await Connection.connect({ address: config.temporal.address, ...(tls && { tls }) });
-  return new Client({ connection, namespace: config.temporal.namespace, dataConverter: dataConverter(config) });
+  return new Client({ connection, namespace: config.temporal.namespace, dataConverter: dataConverter(config.codec) });
 }
 
 export async function connectWorker(config: Config): Promise<NativeConnection> {

@@ -12,7 +12,8 @@ installRuntimeLogger(logger);
 const connection = await connectWorker(config);
 const worker = await createWorker({
   connection,
-  config,
+  namespace: config.temporal.namespace,
+  codecKeys: config.codec,
   taskQueue: config.taskQueue,
   activities: createActivities({ fetch: globalThis.fetch, probeTimeoutMs: 5000 }),
 });

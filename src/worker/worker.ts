@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
-import type { Config } from '../domain/config.ts';
+import type { CodecKeys } from '../temporal/codec.ts';
 import type { Activities } from '../activities/index.ts';
 import { dataConverter } from '../temporal/connection.ts';
 
@@ -8,7 +8,8 @@ export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', impo
 
 export interface WorkerSetup {
   connection: NativeConnection;
-  config: Pick<Config, 'codec' | 'temporal'>;
+  namespace: string;
+  codecKeys: CodecKeys;
   taskQueue: string;
   activities: Activities;
   /** A prebuilt bundle (tests build it once); otherwise the workflows are bundled from source at start. */
@@ -18,10 +19,10 @@ export interface WorkerSetup {
 export async function createWorker(setup: WorkerSetup): Promise<Worker> {
   return Worker.create({
     connection: setup.connection,
-    namespace: setup.config.temporal.namespace,
+    namespace: setup.namespace,
     taskQueue: setup.taskQueue,
     activities: setup.activities,
-    dataConverter: dataConverter(setup.config),
+    dataConverter: dataConverter(setup.codecKeys),
     ...(setup.workflowBundle ? { workflowBundle: setup.workflowBundle } : { workflowsPath }),
   });
 }

@@ -14,7 +14,18 @@ export function recordHistory(env: TestWorkflowEnvironment, workflowId: string, 
   if (process.env.RECORD_HISTORIES !== '1') return;
   const json = execFileSync(
     toolPath(temporalCli),
-    ['workflow', 'show', '--output', 'json', '--address', env.address, '--namespace', env.namespace ?? 'default', '-w', workflowId],
+    [
+      'workflow',
+      'show',
+      '--output',
+      'json',
+      '--address',
+      env.address,
+      '--namespace',
+      env.namespace ?? 'default',
+      '-w',
+      workflowId,
+    ],
     { encoding: 'utf8' },
   );
   mkdirSync(historiesDir, { recursive: true });

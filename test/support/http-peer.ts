@@ -2,7 +2,9 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 
 /** A tiny real HTTP server on loopback answering fixed statuses per path, for endpoint probes. */
-export async function startHttpPeer(routes: Record<string, number>): Promise<{ url: string; close: () => Promise<void> }> {
+export async function startHttpPeer(
+  routes: Record<string, number>,
+): Promise<{ url: string; close: () => Promise<void> }> {
   const server: Server = createServer((req, res) => {
     res.statusCode = routes[req.url ?? ''] ?? 404;
     res.end();
@@ -11,7 +13,12 @@ export async function startHttpPeer(routes: Record<string, number>): Promise<{ u
   const { port } = server.address() as AddressInfo;
   return {
     url: `http://127.0.0.1:${port}`,
-    close: () => new Promise((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      }),
   };
 }
 

@@ -1,12 +1,10 @@
 // Needs: the real Temporal dev server (tools cache).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import { createActivities } from '../../src/activities/index.ts';
-import { createWorker } from '../../src/worker/worker.ts';
 import { siteHealthCheck } from '../../src/workflows/index.ts';
 import { recordHistory } from '../support/histories.ts';
 import { closedPort, startHttpPeer } from '../support/http-peer.ts';
-import { codecConfig, startTemporal, testNamespace, uniqueName, workflowBundle } from '../support/temporal.ts';
+import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
 
 let env: TestWorkflowEnvironment;
 let peer: Awaited<ReturnType<typeof startHttpPeer>>;
@@ -22,13 +20,7 @@ afterAll(async () => {
 
 async function runHealthCheck(endpoints: { name: string; url: string }[]) {
   const taskQueue = uniqueName('health');
-  const worker = await createWorker({
-    connection: env.nativeConnection,
-    config: { ...codecConfig, temporal: { address: '', namespace: testNamespace } },
-    taskQueue,
-    activities: createActivities({ fetch: globalThis.fetch, probeTimeoutMs: 2000 }),
-    workflowBundle: await workflowBundle(),
-  });
+  const worker = await createTestWorker(env, taskQueue);
   return worker.runUntil(async () => {
     const handle = await env.client.workflow.start(siteHealthCheck, {
       taskQueue,

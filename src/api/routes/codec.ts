@@ -19,7 +19,7 @@ function fromJson(p: JsonPayload): Payload {
 function toJson(p: Payload): JsonPayload {
   return {
     metadata: Object.fromEntries(
-      Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v ?? new Uint8Array()).toString('base64')]),
+      Object.entries(p.metadata ?? {}).map(([k, v]) => [k, Buffer.from(v).toString('base64')]),
     ),
     data: Buffer.from(p.data ?? new Uint8Array()).toString('base64'),
   };
