@@ -1,0 +1,10 @@
+import type { LabPeer } from './peer.ts';
+
+// Placeholder until this peer is built (issue 4); it fails clearly rather than pretending to start.
+export const ironicPeer: LabPeer = {
+  name: 'ironic',
+  up: async () => {
+    throw new Error('the ironic lab peer is not built yet');
+  },
+  down: async () => undefined,
+};
