@@ -75,5 +75,5 @@ export async function waitUntil(what: string, check: () => Promise<boolean>, tim
     }
     await sleep(200);
   }
-  throw new Error(`${what} not ready after ${timeoutMs} ms${last ? `: ${String(last)}` : ''}`);
+  throw new Error(`${what} not ready after ${timeoutMs} ms${last instanceof Error ? `: ${last.message}` : ''}`);
 }
