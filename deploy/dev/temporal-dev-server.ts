@@ -43,7 +43,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<De
     '--namespace',
     opts.namespace,
     '--log-level',
-    'warn',
+    'error',
     ...searchAttributes.flatMap((a) => ['--search-attribute', `${a.name}=${keywordType}`]),
     ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
   ];

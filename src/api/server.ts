@@ -1,4 +1,5 @@
 import swagger from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
 import type { Client } from '@temporalio/client';
 import Fastify, { type FastifyBaseLogger } from 'fastify';
 import {
@@ -44,6 +45,7 @@ export async function buildApi(deps: ApiDeps) {
     transform: jsonSchemaTransform,
   });
   app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const auth = new TokenAuthority(deps.config.api.tokens);
   await app.register(healthRoutes(deps.temporal));

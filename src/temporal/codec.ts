@@ -1,6 +1,9 @@
 import { createCipheriv, createDecipheriv, randomBytes } from 'node:crypto';
 import { METADATA_ENCODING_KEY, type Payload, type PayloadCodec, ValueError } from '@temporalio/common';
-import { temporal } from '@temporalio/proto';
+import proto from '@temporalio/proto';
+
+// A CommonJS package: Node's ESM loader sees only its default export.
+const { temporal } = proto;
 
 export const ENCODING = 'binary/encrypted';
 export const KEY_ID_KEY = 'encryption-key-id';

@@ -1,6 +1,9 @@
-import { allTools, ensureGoTool } from '../../deploy/dev/tools.ts';
+import { ensureGoTool, temporalCli } from '../../deploy/dev/tools.ts';
 
-/** Builds missing tools once before any test file, so that no test times out on a first-time Go build. */
+/**
+ * Builds the temporal CLI once before any test file, so that no test times out on a first-time Go build. Lab peers
+ * build their own tools when they come up.
+ */
 export default function globalSetup(): void {
-  for (const tool of allTools) ensureGoTool(tool);
+  ensureGoTool(temporalCli);
 }

@@ -26,5 +26,10 @@ export interface LabPeer<Info extends object = object> {
 export function peerContext(name: string): LabContext {
   const dataDir = join(labDir, name);
   mkdirSync(dataDir, { recursive: true });
-  return { dataDir, log: (message) => { console.error(`[lab:${name}] ${message}`); } };
+  return {
+    dataDir,
+    log: (message) => {
+      console.error(`[lab:${name}] ${message}`);
+    },
+  };
 }

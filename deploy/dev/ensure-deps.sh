@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Installs the npm dependencies (Node 24 among them: the `node` package) when they are missing or stale, so that
+# `npm start` and `npm test` work on a fresh clone. Runs under whatever npm the machine has; everything after it runs
+# on the pinned Node from node_modules/.bin.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+stamp=node_modules/.package-lock.json
+if [ ! -x node_modules/.bin/node ] || [ ! -f "$stamp" ] || [ package-lock.json -nt "$stamp" ]; then
+  echo "[deps] installing npm dependencies (first run: about a minute)" >&2
+  npm ci --no-audit --no-fund --loglevel=error
+fi
+version=$(node_modules/.bin/node --version)
+case "$version" in
+  v24.*) ;;
+  *) echo "[deps] node_modules/.bin/node is $version, expected v24 (the pinned 'node' package)" >&2; exit 1 ;;
+esac
