@@ -5,10 +5,12 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
 import { Connection } from '@temporalio/client';
+import proto from '@temporalio/proto';
 import { loadOrCreateDevSecrets } from './dev-secrets.ts';
 import { sleep, waitUntil } from './lab/processes.ts';
 import { startTemporalDevServer } from './temporal-dev-server.ts';
 
+const { temporal: temporalProto } = proto;
 const root = process.cwd();
 const temporalPort = Number(process.env.TEMPORAL_PORT ?? 7233);
 const uiPort = Number(process.env.TEMPORAL_UI_PORT ?? 8233);
@@ -73,6 +75,7 @@ process.on('SIGTERM', () => void stop(0));
 run('worker', join(root, 'src', 'worker', 'main.ts'));
 run('api', join(root, 'src', 'api', 'main.ts'));
 await waitUntil(`the trigger API at ${apiUrl}`, async () => (await fetch(`${apiUrl}/healthz`)).ok, 60_000);
+await waitForWorker();
 
 /** The worker bundles the workflows before it polls: wait until it does, so the first request is served at once. */
 async function waitForWorker(): Promise<void> {
@@ -84,7 +87,7 @@ async function waitForWorker(): Promise<void> {
         const res = await connection.workflowService.describeTaskQueue({
           namespace,
           taskQueue: { name: process.env.ICN_TASK_QUEUE ?? 'icn-global' },
-          taskQueueType: 1,
+          taskQueueType: temporalProto.api.enums.v1.TaskQueueType.TASK_QUEUE_TYPE_WORKFLOW,
         });
         return res.pollers.length > 0;
       },
