@@ -1,6 +1,6 @@
 /** Long-lived lab processes: started detached with a pid file, so that `lab down` and later runs can find them. */
 import { spawn } from 'node:child_process';
-import { existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 
 export function isAlive(pid: number): boolean {
@@ -32,6 +32,8 @@ export function startDetached(
     env: opts.env ?? process.env,
   });
   child.unref();
+  // The child holds its own copy of the log descriptor; keeping ours would leak one per process started.
+  closeSync(out);
   if (child.pid === undefined) throw new Error(`could not start ${command}`);
   writeFileSync(opts.pidFile, String(child.pid));
   return child.pid;
