@@ -9,14 +9,24 @@ import { dirname } from 'node:path';
 import { generateCodecKey } from '../../src/temporal/codec.ts';
 
 export function loadOrCreateDevSecrets(file: string): Record<string, string> {
-  if (!existsSync(file)) {
-    mkdirSync(dirname(file), { recursive: true });
-    const keyId = `dev-${new Date().toISOString().slice(0, 10)}`;
-    const token = randomBytes(24).toString('base64url');
-    writeFileSync(file, `ICN_CODEC_KEYS=${keyId}=${generateCodecKey()}\nICN_API_TOKENS=${token}=admin\n`, {
-      mode: 0o600,
-    });
+  const keyId = `dev-${new Date().toISOString().slice(0, 10)}`;
+  const wanted: Record<string, () => string> = {
+    ICN_CODEC_KEYS: () => `${keyId}=${generateCodecKey()}`,
+    ICN_SECRETS_KEYS: () => `${keyId}=${generateCodecKey()}`,
+    ICN_API_TOKENS: () => `${randomBytes(24).toString('base64url')}=admin`,
+  };
+  mkdirSync(dirname(file), { recursive: true });
+  const current = existsSync(file) ? read(file) : {};
+  // A file from an older release lacks newer entries: add them, never replace existing ones.
+  const missing = Object.keys(wanted).filter((k) => !(k in current));
+  if (missing.length > 0) {
+    const lines = missing.map((k) => `${k}=${wanted[k]?.() ?? ''}`).join('\n');
+    writeFileSync(file, `${existsSync(file) ? readFileSync(file, 'utf8') : ''}${lines}\n`, { mode: 0o600 });
   }
+  return read(file);
+}
+
+function read(file: string): Record<string, string> {
   return Object.fromEntries(
     readFileSync(file, 'utf8')
       .split('\n')

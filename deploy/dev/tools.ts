@@ -221,6 +221,30 @@ export const kwok: GoTool = {
     go(['install', 'sigs.k8s.io/kwok/cmd/kwok@v0.7.0'], { env });
   },
 };
+/**
+ * etcd 3.5 rather than Debian's 3.4: the API server turns watch progress requests (and with them streaming lists,
+ * which kwok's informers use) on only for etcd >= 3.5.13; against 3.4 kwok falls back to relisting and crashes on a
+ * deletion it missed. The server module has no replace directives, but `go install` of it would skip the version
+ * resolution a wrapper module gives, so it is built the same way as kube-apiserver.
+ */
+export const etcd: GoTool = {
+  name: 'etcd',
+  version: 'v3.5.21',
+  binaries: ['etcd'],
+  build: (outDir, env) => {
+    const moduleDir = `${outDir}-module`;
+    rmSync(moduleDir, { recursive: true, force: true });
+    mkdirSync(moduleDir, { recursive: true });
+    try {
+      const at = { cwd: moduleDir, env };
+      go(['mod', 'init', 'icn-orchestrator.local/etcd-build'], at);
+      go(['get', 'go.etcd.io/etcd/server/v3@v3.5.21'], at);
+      go(['build', '-trimpath', '-ldflags=-s -w', '-o', join(outDir, 'etcd'), 'go.etcd.io/etcd/server/v3'], at);
+    } finally {
+      rmSync(moduleDir, { recursive: true, force: true });
+    }
+  },
+};
 // ---- end of Kubernetes API lab peer tools ----
 
 // ---- Helm (issue 4) ----
@@ -250,7 +274,7 @@ export const helm: GoTool = {
 };
 // ---- end of Helm ----
 
-export const allTools: GoTool[] = [temporalCli, kubeApiserver, kwok, helm];
+export const allTools: GoTool[] = [temporalCli, kubeApiserver, kwok, etcd, helm];
 
 // `npm run tools` builds whatever the cache lacks.
 if (import.meta.main) {

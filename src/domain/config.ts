@@ -86,6 +86,20 @@ export const ConfigEnv = z.object({
   ICN_API_HOST: z.string().min(1).default('127.0.0.1'),
   ICN_API_PORT: port.default(8090),
   ICN_API_TOKENS: tokenList.optional(),
+  /** PostgreSQL; without it the API uses an embedded PGlite database under ICN_DATA_DIR. */
+  DATABASE_URL: z
+    .string()
+    .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
+    .optional(),
+  ICN_DATA_DIR: z.string().min(1).default('data'),
+  /** Keys that encrypt secrets at rest, as ICN_CODEC_KEYS; the first (or ICN_SECRETS_ACTIVE_KEY) encrypts. */
+  ICN_SECRETS_KEYS: codecKeyList,
+  ICN_SECRETS_ACTIVE_KEY: z.string().min(1).optional(),
+  ICN_ARTIFACT_MAX_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(8 * 1024 ** 3),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -98,11 +112,26 @@ export interface Config {
   taskQueue: string;
   codec: { keys: Record<string, string>; activeKeyId: string; corsOrigins: string[]; allowAnonymous: boolean };
   api: { host: string; port: number; tokens: Map<string, TokenScope[]> };
+  store: {
+    databaseUrl: string | undefined;
+    dataDir: string;
+    artifactDir: string;
+    maxArtifactBytes: number;
+    secretKeys: { keys: Record<string, string>; activeKeyId: string };
+  };
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
 }
 
 export class ConfigError extends Error {
   override name = 'ConfigError';
+}
+
+function activeKey(keys: Record<string, string>, named: string | undefined, prefix: string): string {
+  const id = named ?? Object.keys(keys)[0];
+  if (id === undefined || !(id in keys)) {
+    throw new ConfigError(`invalid configuration:\n  ${prefix}_ACTIVE_KEY: "${id}" is not in ${prefix}_KEYS`);
+  }
+  return id;
 }
 
 /** Parses the environment once, at an entry point; the message names each wrong variable and why. */
@@ -113,10 +142,8 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     throw new ConfigError(`invalid configuration:\n${lines.join('\n')}`);
   }
   const e = result.data;
-  const activeKeyId = e.ICN_CODEC_ACTIVE_KEY ?? Object.keys(e.ICN_CODEC_KEYS)[0];
-  if (activeKeyId === undefined || !(activeKeyId in e.ICN_CODEC_KEYS)) {
-    throw new ConfigError(`invalid configuration:\n  ICN_CODEC_ACTIVE_KEY: "${activeKeyId}" is not in ICN_CODEC_KEYS`);
-  }
+  const activeKeyId = activeKey(e.ICN_CODEC_KEYS, e.ICN_CODEC_ACTIVE_KEY, 'ICN_CODEC');
+  const secretsKeyId = activeKey(e.ICN_SECRETS_KEYS, e.ICN_SECRETS_ACTIVE_KEY, 'ICN_SECRETS');
   const tlsFiles = [e.TEMPORAL_TLS_CA_FILE, e.TEMPORAL_TLS_CERT_FILE, e.TEMPORAL_TLS_KEY_FILE];
   if (Boolean(e.TEMPORAL_TLS_CERT_FILE) !== Boolean(e.TEMPORAL_TLS_KEY_FILE)) {
     throw new ConfigError(
@@ -142,6 +169,13 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       allowAnonymous: e.ICN_CODEC_ALLOW_ANONYMOUS,
     },
     api: { host: e.ICN_API_HOST, port: e.ICN_API_PORT, tokens: e.ICN_API_TOKENS ?? new Map<string, TokenScope[]>() },
+    store: {
+      databaseUrl: e.DATABASE_URL,
+      dataDir: e.ICN_DATA_DIR,
+      artifactDir: `${e.ICN_DATA_DIR}/artifacts`,
+      maxArtifactBytes: e.ICN_ARTIFACT_MAX_BYTES,
+      secretKeys: { keys: e.ICN_SECRETS_KEYS, activeKeyId: secretsKeyId },
+    },
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -9,7 +9,7 @@ import { parseConfig } from '../../src/domain/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
 import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
-import { testCodecKeys } from '../support/test-codec-keys.ts';
+import { testCodecKeys, testEnv } from '../support/test-codec-keys.ts';
 
 const operator = 'operator-token-0123456789';
 const reader = 'reader-token-0123456789';
@@ -23,13 +23,9 @@ beforeAll(async () => {
   env = await startTemporal();
   peer = await startHttpPeer({ '/v1': 200 });
   const taskQueue = uniqueName('api');
-  const config = parseConfig({
-    ICN_CODEC_KEYS: Object.entries(testCodecKeys.keys)
-      .map(([id, k]) => `${id}=${k}`)
-      .join(','),
-    ICN_API_TOKENS: `${operator}=operate|read,${reader}=read`,
-    ICN_TASK_QUEUE: taskQueue,
-  });
+  const config = parseConfig(
+    testEnv({ ICN_API_TOKENS: `${operator}=operate|read,${reader}=read`, ICN_TASK_QUEUE: taskQueue }),
+  );
   worker = await createTestWorker(env, taskQueue);
   running = worker.run();
   api = await buildApi({ config, temporal: env.client, logger: createLogger({ level: 'silent', name: 'test' }) });

@@ -10,7 +10,7 @@ import { parseConfig } from '../../src/domain/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
 import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
-import { testCodecKeys } from '../support/test-codec-keys.ts';
+import { testEnv } from '../support/test-codec-keys.ts';
 
 const icnctl = fileURLToPath(new URL('../../src/cli/icnctl.ts', import.meta.url));
 const token = 'cli-operator-token-0123456789';
@@ -27,11 +27,7 @@ beforeAll(async () => {
   const taskQueue = uniqueName('cli');
   worker = await createTestWorker(env, taskQueue);
   running = worker.run();
-  const config = parseConfig({
-    ICN_CODEC_KEYS: `test=${testCodecKeys.keys['test-2026-a']}`,
-    ICN_API_TOKENS: `${token}=operate|read`,
-    ICN_TASK_QUEUE: taskQueue,
-  });
+  const config = parseConfig(testEnv({ ICN_API_TOKENS: `${token}=operate|read`, ICN_TASK_QUEUE: taskQueue }));
   api = await buildApi({ config, temporal: env.client, logger: createLogger({ level: 'silent', name: 'test' }) });
   apiUrl = await api.listen({ host: '127.0.0.1', port: 0 });
 });

@@ -3,10 +3,11 @@ import { ConfigError, parseConfig } from '../../src/domain/config.ts';
 import { generateCodecKey } from '../../src/temporal/codec.ts';
 
 const key = generateCodecKey();
+const secretsKey = `s=${generateCodecKey()}`;
 
 describe('parseConfig', () => {
   it('fills local defaults', () => {
-    const c = parseConfig({ ICN_CODEC_KEYS: `dev=${key}` });
+    const c = parseConfig({ ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey });
     expect(c.temporal).toEqual({ address: '127.0.0.1:7233', namespace: 'icn' });
     expect(c.codec.activeKeyId).toBe('dev');
     expect(c.api.port).toBe(8090);
@@ -16,6 +17,7 @@ describe('parseConfig', () => {
   it('reads tokens with scopes and a rotated key set', () => {
     const c = parseConfig({
       ICN_CODEC_KEYS: `new=${key},old=${generateCodecKey()}`,
+      ICN_SECRETS_KEYS: secretsKey,
       ICN_API_TOKENS: 'abcdefghijklmnop0123=read|operate',
       TEMPORAL_TLS: 'true',
     });
@@ -25,14 +27,28 @@ describe('parseConfig', () => {
   });
 
   it.each([
-    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_API_PORT: 'eighty' }, /ICN_API_PORT/],
-    [{ ICN_CODEC_KEYS: 'dev=c2hvcnQ=' }, /ICN_CODEC_KEYS: key "dev" must be 32 bytes/],
+    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, ICN_API_PORT: 'eighty' }, /ICN_API_PORT/],
+    [{ ICN_CODEC_KEYS: 'dev=c2hvcnQ=', ICN_SECRETS_KEYS: secretsKey }, /ICN_CODEC_KEYS: key "dev" must be 32 bytes/],
     [{}, /ICN_CODEC_KEYS/],
-    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_CODEC_ACTIVE_KEY: 'other' }, /ICN_CODEC_ACTIVE_KEY/],
-    [{ ICN_CODEC_KEYS: `dev=${key}`, TEMPORAL_ADDRESS: 'nohost' }, /TEMPORAL_ADDRESS: must be host:port/],
-    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_API_TOKENS: 'short=read' }, /ICN_API_TOKENS/],
-    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_API_TOKENS: 'abcdefghijklmnop0123=root' }, /ICN_API_TOKENS: scopes/],
-    [{ ICN_CODEC_KEYS: `dev=${key}`, TEMPORAL_TLS_CERT_FILE: '/c.pem' }, /TEMPORAL_TLS_KEY_FILE/],
+    [{ ICN_CODEC_KEYS: `dev=${key}` }, /ICN_SECRETS_KEYS/],
+    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, DATABASE_URL: 'mysql://x' }, /DATABASE_URL/],
+    [
+      { ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, ICN_CODEC_ACTIVE_KEY: 'other' },
+      /ICN_CODEC_ACTIVE_KEY/,
+    ],
+    [
+      { ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, TEMPORAL_ADDRESS: 'nohost' },
+      /TEMPORAL_ADDRESS: must be host:port/,
+    ],
+    [{ ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, ICN_API_TOKENS: 'short=read' }, /ICN_API_TOKENS/],
+    [
+      { ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, ICN_API_TOKENS: 'abcdefghijklmnop0123=root' },
+      /ICN_API_TOKENS: scopes/,
+    ],
+    [
+      { ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, TEMPORAL_TLS_CERT_FILE: '/c.pem' },
+      /TEMPORAL_TLS_KEY_FILE/,
+    ],
   ])('names the wrong variable: %j', (env, message) => {
     expect(() => parseConfig(env)).toThrow(ConfigError);
     expect(() => parseConfig(env)).toThrow(message);
@@ -40,8 +56,8 @@ describe('parseConfig', () => {
 
   it('never echoes a secret value in its error', () => {
     const leaked = 'supersecrettokenvalue';
-    expect(() => parseConfig({ ICN_CODEC_KEYS: `dev=${key}`, ICN_API_TOKENS: `${leaked}=root` })).toThrow(
-      expect.objectContaining({ message: expect.not.stringContaining(leaked) as unknown }),
-    );
+    expect(() =>
+      parseConfig({ ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey, ICN_API_TOKENS: `${leaked}=root` }),
+    ).toThrow(expect.objectContaining({ message: expect.not.stringContaining(leaked) as unknown }));
   });
 });

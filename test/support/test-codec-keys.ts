@@ -9,3 +9,11 @@ export const testCodecKeys = {
   },
   activeKeyId: 'test-2026-a',
 };
+
+/** The environment of an API or worker under test: test keys, the given tokens, nothing else required. */
+export function testEnv(extra: Record<string, string> = {}): Record<string, string> {
+  const keyList = Object.entries(testCodecKeys.keys)
+    .map(([id, key]) => `${id}=${key}`)
+    .join(',');
+  return { ICN_CODEC_KEYS: keyList, ICN_SECRETS_KEYS: keyList, ...extra };
+}

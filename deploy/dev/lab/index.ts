@@ -8,12 +8,14 @@ import { join } from 'node:path';
 import { ironicPeer } from './ironic.ts';
 import { kubernetesPeer } from './kubernetes.ts';
 import { type LabPeer, labDir, peerContext } from './peer.ts';
+import { postgresPeer } from './postgres.ts';
 import { sshHostsPeer } from './ssh-hosts.ts';
 
 export const peers: Record<string, LabPeer> = {
   ironic: ironicPeer,
   kubernetes: kubernetesPeer,
   'ssh-hosts': sshHostsPeer,
+  postgres: postgresPeer,
 };
 
 export type PeerName = keyof typeof peers;
