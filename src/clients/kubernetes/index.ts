@@ -1,0 +1,20 @@
+/** The Kubernetes client: `new KubernetesClient(kubeconfigPath)` or `kubernetesClient(kubeconfigPath)`. */
+import { KubernetesClient } from './client.ts';
+
+export { KubernetesClient, fieldManager, type ApplyOptions, type ListOptions } from './client.ts';
+export { isConflict, isNotFound } from './errors.ts';
+export type { WaitOptions } from './watch.ts';
+export {
+  conditionsOf,
+  describeRef,
+  findCondition,
+  refOf,
+  type Condition,
+  type KubeObject,
+  type ObjectMeta,
+  type ObjectRef,
+} from './types.ts';
+
+export function kubernetesClient(kubeconfigPath: string): KubernetesClient {
+  return new KubernetesClient(kubeconfigPath);
+}
