@@ -277,6 +277,13 @@ export const helm: GoTool = {
 export const allTools: GoTool[] = [temporalCli, kubeApiserver, kwok, etcd, helm];
 
 // `npm run tools` builds whatever the cache lacks.
+// `npm run tools [name...]` builds whatever the cache lacks (all tools, or the ones named).
 if (import.meta.main) {
-  for (const tool of allTools) console.log(`${tool.name} ${tool.version}: ${ensureGoTool(tool)}`);
+  const names = process.argv.slice(2);
+  const unknown = names.filter((n) => !allTools.some((t) => t.name === n));
+  if (unknown.length > 0)
+    throw new Error(`unknown tool(s) ${unknown.join(', ')}; known: ${allTools.map((t) => t.name).join(', ')}`);
+  for (const tool of allTools.filter((t) => names.length === 0 || names.includes(t.name))) {
+    console.log(`${tool.name} ${tool.version}: ${ensureGoTool(tool)}`);
+  }
 }

@@ -1,5 +1,7 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
+import { StoreError } from '../store/index.ts';
+import { storeErrorResponse } from './store-errors.ts';
 
 export interface FieldIssue {
   field: string;
@@ -11,7 +13,7 @@ export interface FieldIssue {
  * (the detail goes to the log, which redacts secrets).
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | StoreError, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(error)) {
       const issues: FieldIssue[] = error.validation.map((v) => ({
         field: [error.validationContext, ...v.instancePath.split('/').filter(Boolean)].join('.'),
@@ -22,6 +24,10 @@ export function installErrorHandler(app: FastifyInstance): void {
         message: issues.map((i) => `${i.field}: ${i.message}`).join('; '),
         issues,
       });
+    }
+    if (error instanceof StoreError) {
+      const { status, body } = storeErrorResponse(error);
+      return reply.code(status).send(body);
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {

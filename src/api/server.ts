@@ -11,15 +11,21 @@ import {
 import type { Config } from '../domain/config.ts';
 import type { Logger } from '../observability/logger.ts';
 import { AesGcmPayloadCodec } from '../temporal/codec.ts';
+import type { Store } from '../store/index.ts';
 import { TokenAuthority } from './auth.ts';
 import { installErrorHandler } from './errors.ts';
 import { codecRoutes } from './routes/codec.ts';
+import { artifactRoutes } from './routes/artifacts.ts';
 import { healthRoutes } from './routes/health.ts';
+import { profileRoutes } from './routes/profiles.ts';
+import { secretRoutes } from './routes/secrets.ts';
+import { siteRoutes } from './routes/sites.ts';
 import { siteHealthRoutes } from './routes/site-health.ts';
 
 export interface ApiDeps {
   config: Pick<Config, 'api' | 'codec' | 'taskQueue'>;
   temporal: Client;
+  store: Store;
   logger: Logger;
 }
 
@@ -49,6 +55,10 @@ export async function buildApi(deps: ApiDeps) {
 
   const auth = new TokenAuthority(deps.config.api.tokens);
   await app.register(healthRoutes(deps.temporal));
+  await app.register(siteRoutes({ store: deps.store, auth }));
+  await app.register(profileRoutes({ store: deps.store, auth }));
+  await app.register(artifactRoutes({ store: deps.store, auth }));
+  await app.register(secretRoutes({ store: deps.store, auth }));
   await app.register(siteHealthRoutes({ temporal: deps.temporal, taskQueue: deps.config.taskQueue, auth }));
   await app.register(
     codecRoutes({

@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { ResourceName } from './names.ts';
 
-export const apiVersion = 'icn.akraino.org/v1alpha1';
+export const apiVersion = 'icn.akraino.org/v1alpha1' as const;
 
 /** Semantic version, as semver.org defines it; a leading "v" is accepted because Kubernetes writes v1.34.2. */
 export const SemVer = z

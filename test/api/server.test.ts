@@ -7,6 +7,8 @@ import { buildApi } from '../../src/api/server.ts';
 import { AesGcmPayloadCodec } from '../../src/temporal/codec.ts';
 import { parseConfig } from '../../src/domain/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import type { Store } from '../../src/store/index.ts';
+import { openTestStore } from '../support/store.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
 import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
 import { testCodecKeys, testEnv } from '../support/test-codec-keys.ts';
@@ -14,6 +16,7 @@ import { testCodecKeys, testEnv } from '../support/test-codec-keys.ts';
 const operator = 'operator-token-0123456789';
 const reader = 'reader-token-0123456789';
 let env: TestWorkflowEnvironment;
+let store: Store;
 let worker: Worker;
 let running: Promise<void>;
 let api: Awaited<ReturnType<typeof buildApi>>;
@@ -28,10 +31,17 @@ beforeAll(async () => {
   );
   worker = await createTestWorker(env, taskQueue);
   running = worker.run();
-  api = await buildApi({ config, temporal: env.client, logger: createLogger({ level: 'silent', name: 'test' }) });
+  store = await openTestStore('pglite');
+  api = await buildApi({
+    config,
+    temporal: env.client,
+    store,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+  });
 });
 afterAll(async () => {
   await api.close();
+  await store.close();
   worker.shutdown();
   await running;
   await peer.close();

@@ -8,6 +8,8 @@ import type { Worker } from '@temporalio/worker';
 import { buildApi } from '../../src/api/server.ts';
 import { parseConfig } from '../../src/domain/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
+import type { Store } from '../../src/store/index.ts';
+import { openTestStore } from '../support/store.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
 import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
 import { testEnv } from '../support/test-codec-keys.ts';
@@ -15,6 +17,7 @@ import { testEnv } from '../support/test-codec-keys.ts';
 const icnctl = fileURLToPath(new URL('../../src/cli/icnctl.ts', import.meta.url));
 const token = 'cli-operator-token-0123456789';
 let env: TestWorkflowEnvironment;
+let store: Store;
 let worker: Worker;
 let running: Promise<void>;
 let api: Awaited<ReturnType<typeof buildApi>>;
@@ -28,11 +31,18 @@ beforeAll(async () => {
   worker = await createTestWorker(env, taskQueue);
   running = worker.run();
   const config = parseConfig(testEnv({ ICN_API_TOKENS: `${token}=operate|read`, ICN_TASK_QUEUE: taskQueue }));
-  api = await buildApi({ config, temporal: env.client, logger: createLogger({ level: 'silent', name: 'test' }) });
+  store = await openTestStore('pglite');
+  api = await buildApi({
+    config,
+    temporal: env.client,
+    store,
+    logger: createLogger({ level: 'silent', name: 'test' }),
+  });
   apiUrl = await api.listen({ host: '127.0.0.1', port: 0 });
 });
 afterAll(async () => {
   await api.close();
+  await store.close();
   worker.shutdown();
   await running;
   await peer.close();

@@ -1,16 +1,15 @@
-import { labUp } from '../../deploy/dev/lab/index.ts';
-import { ensureGoTool, temporalCli } from '../../deploy/dev/tools.ts';
+import { spawnSync } from 'node:child_process';
 
 /**
- * Before any test file: the temporal CLI, then every lab peer at once (each builds or installs what it lacks). A peer
- * that fails is recorded, not thrown: the tests that need it fail naming it, the others run.
+ * Before any test file: the temporal CLI, then every lab peer (each builds or installs what it lacks). They run as
+ * child processes (`npm run tools`, `npm run lab -- up`), out of Jest's module hooks, exactly as a person runs them.
+ * A peer that fails is recorded, not thrown: the tests that need it fail naming it, the others run.
  */
-export default async function globalSetup(): Promise<void> {
-  ensureGoTool(temporalCli);
+export default function globalSetup(): void {
+  const node = process.execPath;
+  const tools = spawnSync(node, ['deploy/dev/tools.ts', 'temporal'], { stdio: 'inherit' });
+  if (tools.status !== 0) throw new Error('building the temporal CLI failed (see above)');
   const started = Date.now();
-  const results = await labUp();
-  const lines = results.map((r) =>
-    r.error ? `  ✗ ${r.name}: ${r.error.split('\n')[0] ?? ''}` : `  ✓ ${r.name} (${r.seconds?.toFixed(1)} s)`,
-  );
-  console.log(`\nlab up in ${((Date.now() - started) / 1000).toFixed(1)} s\n${lines.join('\n')}`);
+  spawnSync(node, ['deploy/dev/lab/index.ts', 'up'], { stdio: 'inherit' });
+  console.log(`lab up in ${((Date.now() - started) / 1000).toFixed(1)} s`);
 }

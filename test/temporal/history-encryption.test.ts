@@ -3,12 +3,12 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Client } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import proto from '@temporalio/proto';
-
-// A CommonJS package: Node's ESM loader sees only its default export.
-const { temporal } = proto;
 import { siteHealthCheck } from '../../src/workflows/index.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
 import { createTestWorker, startTemporal, testNamespace, uniqueName } from '../support/temporal.ts';
+
+// A CommonJS package: Node's ESM loader sees only its default export.
+const { temporal } = proto;
 
 let env: TestWorkflowEnvironment;
 let peer: Awaited<ReturnType<typeof startHttpPeer>>;

@@ -77,13 +77,20 @@ export function labStatus(names: string[] = []): PeerStatus[] {
   });
 }
 
+/** Lab info as printed: even lab-only credentials (the emulated BMC's password) stay out of terminals and CI logs. */
+function printable(info: object | undefined): string {
+  return JSON.stringify(info, (key, value: unknown) =>
+    /password|token|secret|privateKey/i.test(key) ? '[redacted]' : value,
+  );
+}
+
 if (import.meta.main) {
   const [command = 'status', ...names] = process.argv.slice(2);
   if (command === 'up') {
     const results = await labUp(names);
     for (const r of results) {
       console.log(
-        r.error ? `✗ ${r.name}: ${r.error}` : `✓ ${r.name} (${r.seconds?.toFixed(1)} s) ${JSON.stringify(r.info)}`,
+        r.error ? `✗ ${r.name}: ${r.error}` : `✓ ${r.name} (${r.seconds?.toFixed(1)} s) ${printable(r.info)}`,
       );
     }
     process.exitCode = results.some((r) => r.error) ? 1 : 0;
@@ -92,7 +99,7 @@ if (import.meta.main) {
     console.log('lab stopped');
   } else if (command === 'status') {
     for (const r of labStatus(names))
-      console.log(r.error ? `✗ ${r.name}: ${r.error}` : `✓ ${r.name} ${JSON.stringify(r.info)}`);
+      console.log(r.error ? `✗ ${r.name}: ${r.error}` : `✓ ${r.name} ${printable(r.info)}`);
   } else {
     console.error('usage: npm run lab -- up|down|status [ironic|kubernetes|ssh-hosts ...]');
     process.exitCode = 2;
