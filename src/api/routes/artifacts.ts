@@ -72,13 +72,11 @@ export function artifactRoutes(deps: { store: Store; auth: TokenAuthority }): Fa
         const declared = Number(request.headers['content-length'] ?? spec.size);
         if (declared !== spec.size) {
           (request.body as Readable).resume();
-          return reply
-            .code(400)
-            .send({
-              error: 'Invalid',
-              message: `Content-Length ${declared} differs from size ${spec.size}`,
-              field: 'size',
-            });
+          return reply.code(400).send({
+            error: 'Invalid',
+            message: `Content-Length ${declared} differs from size ${spec.size}`,
+            field: 'size',
+          });
         }
         const { artifact, created } = await store.artifacts.upload(
           { ...spec, metadata: metadata ?? {} },
