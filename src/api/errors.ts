@@ -1,4 +1,5 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { WorkflowNotFoundError } from '@temporalio/client';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { StoreError } from '../store/index.ts';
 import { storeErrorResponse } from './store-errors.ts';
@@ -13,7 +14,7 @@ export interface FieldIssue {
  * (the detail goes to the log, which redacts secrets).
  */
 export function installErrorHandler(app: FastifyInstance): void {
-  app.setErrorHandler((error: FastifyError | StoreError, request, reply) => {
+  app.setErrorHandler((error: FastifyError | StoreError | WorkflowNotFoundError, request, reply) => {
     if (hasZodFastifySchemaValidationErrors(error)) {
       const issues: FieldIssue[] = error.validation.map((v) => ({
         field: [error.validationContext, ...v.instancePath.split('/').filter(Boolean)].join('.'),
@@ -28,6 +29,9 @@ export function installErrorHandler(app: FastifyInstance): void {
     if (error instanceof StoreError) {
       const { status, body } = storeErrorResponse(error);
       return reply.code(status).send(body);
+    }
+    if (error instanceof WorkflowNotFoundError) {
+      return reply.code(404).send({ error: 'NotFound', message: `no operation ${error.workflowId}` });
     }
     const status = error.statusCode ?? 500;
     if (status < 500) {

@@ -13,10 +13,13 @@ import type { Logger } from '../observability/logger.ts';
 import { AesGcmPayloadCodec } from '../temporal/codec.ts';
 import type { Store } from '../store/index.ts';
 import { TokenAuthority } from './auth.ts';
+import { installMetrics } from './metrics.ts';
 import { installErrorHandler } from './errors.ts';
 import { codecRoutes } from './routes/codec.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
 import { healthRoutes } from './routes/health.ts';
+import { operationRoutes } from './routes/operations.ts';
+import { scheduleRoutes } from './routes/schedules.ts';
 import { profileRoutes } from './routes/profiles.ts';
 import { secretRoutes } from './routes/secrets.ts';
 import { siteRoutes } from './routes/sites.ts';
@@ -42,6 +45,7 @@ export async function buildApi(deps: ApiDeps) {
   app.setValidatorCompiler(validatorCompiler);
   app.setSerializerCompiler(serializerCompiler);
   installErrorHandler(app);
+  installMetrics(app);
 
   await app.register(swagger, {
     openapi: {
@@ -59,6 +63,10 @@ export async function buildApi(deps: ApiDeps) {
   await app.register(profileRoutes({ store: deps.store, auth }));
   await app.register(artifactRoutes({ store: deps.store, auth }));
   await app.register(secretRoutes({ store: deps.store, auth }));
+  await app.register(
+    operationRoutes({ store: deps.store, temporal: deps.temporal, taskQueue: deps.config.taskQueue, auth }),
+  );
+  await app.register(scheduleRoutes({ temporal: deps.temporal, taskQueue: deps.config.taskQueue, auth }));
   await app.register(siteHealthRoutes({ temporal: deps.temporal, taskQueue: deps.config.taskQueue, auth }));
   await app.register(
     codecRoutes({

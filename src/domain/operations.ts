@@ -64,3 +64,56 @@ export const ScheduleRequest = z.strictObject({
   note: z.string().max(1024).optional(),
 });
 export type ScheduleRequest = z.infer<typeof ScheduleRequest>;
+
+/** Workflow type names: the API starts them by name; the worker registers the functions of the same names. */
+export const workflowTypes = {
+  install: 'siteInstall',
+  patch: 'sitePatch',
+  upgrade: 'siteUpgrade',
+  rollout: 'fleetRollout',
+} as const;
+
+/** One business key per site and operation, so a repeated request joins or is refused, never duplicated. */
+export function siteOperationId(site: string, operation: OperationType): string {
+  return `site/${site}/${operation}`;
+}
+
+export const SiteInstallInput = InstallRequest.extend({ site: ResourceName });
+export type SiteInstallInput = z.infer<typeof SiteInstallInput>;
+export const SitePatchInput = PatchRequest.extend({ site: ResourceName });
+export type SitePatchInput = z.infer<typeof SitePatchInput>;
+export const SiteUpgradeInput = UpgradeRequest.extend({ site: ResourceName });
+export type SiteUpgradeInput = z.infer<typeof SiteUpgradeInput>;
+export interface FleetRolloutInput {
+  rolloutId: string;
+  request: RolloutRequest;
+}
+
+/** What every operation answers to its `progress` query: the runbook step and each host's or site's state. */
+export const OperationProgress = z.object({
+  step: z.string(),
+  items: z.record(z.string(), z.object({ state: z.string(), detail: z.string().optional() })).default({}),
+  counts: z.record(z.string(), z.number()).default({}),
+  paused: z.boolean().optional(),
+});
+export type OperationProgress = z.infer<typeof OperationProgress>;
+
+export const progressQuery = 'progress';
+export const pauseSignal = 'pause';
+export const resumeSignal = 'resume';
+
+/** An operation as the API reports it, read from Temporal (visibility, the progress query, the result). */
+export const OperationStatus = z.object({
+  workflowId: z.string(),
+  runId: z.string(),
+  type: z.string(),
+  status: z.string(),
+  site: z.string().optional(),
+  operation: z.string().optional(),
+  startTime: z.string(),
+  closeTime: z.string().optional(),
+  progress: OperationProgress.optional(),
+  result: z.unknown().optional(),
+  failure: z.string().optional(),
+});
+export type OperationStatus = z.infer<typeof OperationStatus>;
