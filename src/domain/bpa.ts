@@ -188,6 +188,12 @@ export type ClusterStatus = z.infer<typeof ClusterStatus>;
 /** An SSH key handed to the BPA: write-only, stored in its secrets folder, never returned. */
 export const BpaSecret = z.strictObject({
   type: z.literal('ssh-key'),
-  stringData: z.strictObject({ privateKey: z.string().min(1).max(64 * 1024), passphrase: z.string().optional() }),
+  stringData: z.strictObject({
+    privateKey: z
+      .string()
+      .min(1)
+      .max(64 * 1024),
+    passphrase: z.string().optional(),
+  }),
 });
 export type BpaSecret = z.infer<typeof BpaSecret>;
