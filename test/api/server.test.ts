@@ -1,64 +1,33 @@
 // Needs: the real Temporal dev server (tools cache).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
 import { defaultPayloadConverter } from '@temporalio/common';
-import { buildApi } from '../../src/api/server.ts';
 import { AesGcmPayloadCodec } from '../../src/temporal/codec.ts';
-import { parseConfig } from '../../src/domain/config.ts';
-import { createLogger } from '../../src/observability/logger.ts';
-import type { Store } from '../../src/store/index.ts';
-import { openTestStore } from '../support/store.ts';
+import { bearer, startApiStack, tokens } from '../support/api.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
-import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
-import { testCodecKeys, testEnv } from '../support/test-codec-keys.ts';
+import { testCodecKeys } from '../support/test-codec-keys.ts';
 
-const operator = 'operator-token-0123456789';
-const reader = 'reader-token-0123456789';
-let env: TestWorkflowEnvironment;
-let store: Store;
-let worker: Worker;
-let running: Promise<void>;
-let api: Awaited<ReturnType<typeof buildApi>>;
+const { operator, reader } = tokens;
+let stack: Awaited<ReturnType<typeof startApiStack>>;
 let peer: Awaited<ReturnType<typeof startHttpPeer>>;
 
 beforeAll(async () => {
-  env = await startTemporal();
+  stack = await startApiStack();
   peer = await startHttpPeer({ '/v1': 200 });
-  const taskQueue = uniqueName('api');
-  const config = parseConfig(
-    testEnv({ ICN_API_TOKENS: `${operator}=operate|read,${reader}=read`, ICN_TASK_QUEUE: taskQueue }),
-  );
-  worker = await createTestWorker(env, taskQueue);
-  running = worker.run();
-  store = await openTestStore('pglite');
-  api = await buildApi({
-    config,
-    temporal: env.client,
-    store,
-    logger: createLogger({ level: 'silent', name: 'test' }),
-  });
 });
 afterAll(async () => {
-  await api.close();
-  await store.close();
-  worker.shutdown();
-  await running;
   await peer.close();
-  await env.teardown();
+  await stack.stop();
 });
-
-const bearer = (token: string) => ({ authorization: `Bearer ${token}` });
 
 describe('trigger API', () => {
   it('answers health without a token', async () => {
-    const res = await api.inject({ method: 'GET', url: '/healthz' });
+    const res = await stack.api.inject({ method: 'GET', url: '/healthz' });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ status: 'ok', temporal: 'ok' });
   });
 
   it('runs a site health check through the worker and returns its report', async () => {
-    const res = await api.inject({
+    const res = await stack.api.inject({
       method: 'POST',
       url: '/v1/sites/edge-07/health-check',
       headers: bearer(operator),
@@ -66,18 +35,21 @@ describe('trigger API', () => {
     });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toMatchObject({ site: 'edge-07', healthy: true, probes: [{ name: 'ironic', httpStatus: 200 }] });
-    const execution = await env.client.workflow.getHandle('site/edge-07/health-check').describe();
+    const execution = await stack.env.client.workflow.getHandle('site/edge-07/health-check').describe();
     expect(execution.status.name).toBe('COMPLETED');
   });
 
   it('refuses a missing token (401) and a token without the scope (403)', async () => {
     const body = { endpoints: [{ name: 'ironic', url: `${peer.url}/v1` }] };
     const url = '/v1/sites/edge-08/health-check';
-    expect((await api.inject({ method: 'POST', url, payload: body })).statusCode).toBe(401);
+    expect((await stack.api.inject({ method: 'POST', url, payload: body })).statusCode).toBe(401);
     expect(
-      (await api.inject({ method: 'POST', url, payload: body, headers: bearer('wrong-token-0123456789') })).statusCode,
+      (await stack.api.inject({ method: 'POST', url, payload: body, headers: bearer('wrong-token-0123456789') }))
+        .statusCode,
     ).toBe(401);
-    expect((await api.inject({ method: 'POST', url, payload: body, headers: bearer(reader) })).statusCode).toBe(403);
+    expect((await stack.api.inject({ method: 'POST', url, payload: body, headers: bearer(reader) })).statusCode).toBe(
+      403,
+    );
   });
 
   it.each([
@@ -87,16 +59,18 @@ describe('trigger API', () => {
     ['/v1/sites/edge-08/health-check', { endpoints: [{ name: 'a', url: 'http://x/' }], extra: 1 }, 'body'],
     ['/v1/sites/edge-08/health-check?wait=maybe', { endpoints: [{ name: 'a', url: 'http://x/' }] }, 'querystring.wait'],
   ])('answers 400 naming the field for %s %j', async (url, payload, field) => {
-    const res = await api.inject({ method: 'POST', url, payload, headers: bearer(operator) });
+    const res = await stack.api.inject({ method: 'POST', url, payload, headers: bearer(operator) });
     expect(res.statusCode).toBe(400);
     const body = res.json<{ issues: { field: string }[] }>();
     expect(body.issues.map((i) => i.field)).toContain(field);
     // Nothing was started for the refused request.
-    await expect(env.client.workflow.getHandle('site/edge-08/health-check').describe()).rejects.toThrow(/not found/i);
+    await expect(stack.env.client.workflow.getHandle('site/edge-08/health-check').describe()).rejects.toThrow(
+      /not found/i,
+    );
   });
 
   it('serves an OpenAPI document naming its routes', async () => {
-    const res = await api.inject({ method: 'GET', url: '/openapi.json' });
+    const res = await stack.api.inject({ method: 'GET', url: '/openapi.json' });
     expect(res.statusCode).toBe(200);
     expect(Object.keys(res.json<{ paths: object }>().paths)).toEqual(
       expect.arrayContaining(['/healthz', '/v1/sites/{site}/health-check', '/codec/decode']),
@@ -108,7 +82,7 @@ describe('codec endpoint for the Web UI', () => {
   const origin = 'http://localhost:8233';
 
   it('answers the preflight of the Web UI origin only', async () => {
-    const ok = await api.inject({
+    const ok = await stack.api.inject({
       method: 'OPTIONS',
       url: '/codec/decode',
       headers: {
@@ -119,7 +93,7 @@ describe('codec endpoint for the Web UI', () => {
     });
     expect(ok.statusCode).toBe(204);
     expect(ok.headers['access-control-allow-origin']).toBe(origin);
-    const other = await api.inject({
+    const other = await stack.api.inject({
       method: 'OPTIONS',
       url: '/codec/decode',
       headers: { origin: 'http://evil.example', 'access-control-request-method': 'POST' },
@@ -140,8 +114,8 @@ describe('codec endpoint for the Web UI', () => {
         },
       ],
     };
-    expect((await api.inject({ method: 'POST', url: '/codec/decode', payload: json })).statusCode).toBe(401);
-    const res = await api.inject({
+    expect((await stack.api.inject({ method: 'POST', url: '/codec/decode', payload: json })).statusCode).toBe(401);
+    const res = await stack.api.inject({
       method: 'POST',
       url: '/codec/decode',
       payload: json,

@@ -3,50 +3,23 @@ import { execFile } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
-import { buildApi } from '../../src/api/server.ts';
-import { parseConfig } from '../../src/domain/config.ts';
-import { createLogger } from '../../src/observability/logger.ts';
-import type { Store } from '../../src/store/index.ts';
-import { openTestStore } from '../support/store.ts';
+import { startApiStack, tokens } from '../support/api.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
-import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
-import { testEnv } from '../support/test-codec-keys.ts';
 
 const icnctl = fileURLToPath(new URL('../../src/cli/icnctl.ts', import.meta.url));
-const token = 'cli-operator-token-0123456789';
-let env: TestWorkflowEnvironment;
-let store: Store;
-let worker: Worker;
-let running: Promise<void>;
-let api: Awaited<ReturnType<typeof buildApi>>;
+const token = tokens.operator;
+let stack: Awaited<ReturnType<typeof startApiStack>>;
 let apiUrl: string;
 let peer: Awaited<ReturnType<typeof startHttpPeer>>;
 
 beforeAll(async () => {
-  env = await startTemporal();
+  stack = await startApiStack();
   peer = await startHttpPeer({ '/ironic': 200, '/bpa': 503 });
-  const taskQueue = uniqueName('cli');
-  worker = await createTestWorker(env, taskQueue);
-  running = worker.run();
-  const config = parseConfig(testEnv({ ICN_API_TOKENS: `${token}=operate|read`, ICN_TASK_QUEUE: taskQueue }));
-  store = await openTestStore('pglite');
-  api = await buildApi({
-    config,
-    temporal: env.client,
-    store,
-    logger: createLogger({ level: 'silent', name: 'test' }),
-  });
-  apiUrl = await api.listen({ host: '127.0.0.1', port: 0 });
+  apiUrl = await stack.api.listen({ host: '127.0.0.1', port: 0 });
 });
 afterAll(async () => {
-  await api.close();
-  await store.close();
-  worker.shutdown();
-  await running;
   await peer.close();
-  await env.teardown();
+  await stack.stop();
 });
 
 async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {

@@ -3,6 +3,8 @@ import { buildApi } from '../../src/api/server.ts';
 import { parseConfig } from '../../src/domain/config.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 import type { Store } from '../../src/store/index.ts';
+import { openTestStore } from './store.ts';
+import { createTestWorker, startTemporal, uniqueName } from './temporal.ts';
 import { testEnv } from './test-codec-keys.ts';
 
 export const tokens = {
@@ -27,4 +29,29 @@ export async function buildTestApi(opts: { store: Store; temporal?: Client; env?
   );
   const temporal = opts.temporal ?? new Client({ connection: Connection.lazy({ address: '127.0.0.1:1' }) });
   return buildApi({ config, temporal, store: opts.store, logger: createLogger({ level: 'silent', name: 'test' }) });
+}
+
+/**
+ * The whole global controller of a test: the real Temporal dev server, a worker of the project's workflows on its own
+ * task queue, an embedded store and the API, stopped together.
+ */
+export async function startApiStack() {
+  const env = await startTemporal();
+  const taskQueue = uniqueName('api');
+  const worker = await createTestWorker(env, taskQueue);
+  const running = worker.run();
+  const store = await openTestStore('pglite');
+  const api = await buildTestApi({ store, temporal: env.client, env: { ICN_TASK_QUEUE: taskQueue } });
+  return {
+    env,
+    store,
+    api,
+    stop: async () => {
+      await api.close();
+      worker.shutdown();
+      await running;
+      await store.close();
+      await env.teardown();
+    },
+  };
 }
