@@ -1,13 +1,18 @@
 import type { FastifyError, FastifyInstance } from 'fastify';
+import { z } from 'zod';
 import { WorkflowNotFoundError } from '@temporalio/client';
 import { hasZodFastifySchemaValidationErrors } from 'fastify-type-provider-zod';
 import { StoreError } from '../store/index.ts';
 import { storeErrorResponse } from './store-errors.ts';
 
-export interface FieldIssue {
-  field: string;
-  message: string;
-}
+/** Every 4xx body: the reason, a message, and the fields at fault where the input was invalid. */
+export const Failure = z.object({
+  error: z.string(),
+  message: z.string(),
+  field: z.string().optional(),
+  issues: z.array(z.object({ field: z.string(), message: z.string() })).optional(),
+});
+export type FieldIssue = NonNullable<z.infer<typeof Failure>['issues']>[number];
 
 /**
  * Every rejected input answers 4xx with the fields at fault; anything unexpected answers 500 without internals

@@ -5,12 +5,16 @@
  */
 import { Command, InvalidArgumentError } from 'commander';
 import { ApiClient, ApiError } from './api-client.ts';
+import { apply, describeSite, exitCodeOf, get, kindOf, remove, upload } from './commands/inventory.ts';
+import { hostAnnotations, InputError, siteLabel } from './manifests.ts';
+import { isOutputFormat, type OutputFormat } from './output.ts';
+import { apiVersion } from '../domain/meta.ts';
 
 const program = new Command('icnctl')
   .description('Zero-touch provisioning of bare-metal Kubernetes edge sites')
   .option('-s, --server <url>', 'trigger API URL', process.env.ICN_API_URL ?? 'http://127.0.0.1:8090')
   .option('-t, --token <token>', 'bearer token (default: $ICN_API_TOKEN)', process.env.ICN_API_TOKEN)
-  .option('-o, --output <format>', 'table | json', 'table')
+  .option('-o, --output <format>', 'table | json | yaml', 'table')
   .exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 2));
 
 function api(): ApiClient {
@@ -18,9 +22,15 @@ function api(): ApiClient {
   return new ApiClient(opts.server, opts.token);
 }
 
-function output(): 'table' | 'json' {
-  return program.opts<{ output: string }>().output === 'json' ? 'json' : 'table';
+function output(): OutputFormat {
+  const format = program.opts<{ output: string }>().output;
+  if (!isOutputFormat(format)) {
+    throw new InputError([{ where: '--output', field: '', message: `"${format}" is not table, json or yaml` }]);
+  }
+  return format;
 }
+
+const collect = (value: string, previous: string[] = []) => [...previous, value];
 
 program
   .command('health')
@@ -71,16 +81,99 @@ program
     process.exitCode = report.healthy ? 0 : 1;
   });
 
+program
+  .command('apply')
+  .description('create or update Secrets, SoftwareProfiles and Sites from YAML files and folders')
+  .requiredOption('-f, --filename <file|folder>', 'a YAML file or a folder read recursively (repeatable)', collect)
+  .addHelpText(
+    'after',
+    `
+Documents: ${apiVersion} Secret, SoftwareProfile and Site, several per file (---).
+Every document is validated first; if one is invalid nothing is sent. Then Secrets, Profiles and Sites are sent
+in that order and each prints one line: site/NAME created | configured | unchanged.
+
+metal3 inventory: metal3.io/v1alpha1 BareMetalHost documents become hosts of the Site they name, and the v1
+Secrets (type Opaque, data.username and data.password in base64) their spec.bmc.credentialsName refers to become
+bmc-credentials Secrets. The Site must be in the same apply. A BareMetalHost maps as follows:
+${[
+  [`label (or annotation) ${siteLabel}`, 'the Site (required)'],
+  ['metadata.name', 'host name'],
+  ['spec.bmc.address, .credentialsName, ...', 'bmc.address, bmc.credentialsRef, ...'],
+  ['spec.bootMACAddress', 'bootMacAddress'],
+  ['spec.rootDeviceHints', 'rootDeviceHints (deviceName, serialNumber, minSizeGigabytes, rotational)'],
+  [`annotation ${hostAnnotations.role}`, 'role: control-plane | worker (default worker)'],
+  [`annotation ${hostAnnotations.sshAddress}`, 'ssh.address (default: the host name)'],
+  [`annotation ${hostAnnotations.sshPort}`, 'ssh.port (default 22)'],
+  [`annotation ${hostAnnotations.sshUser}`, 'ssh.user (default root)'],
+  [`annotation ${hostAnnotations.sshKeySecret}`, 'ssh.keyRef (default: that annotation on the Site,'],
+  ['', "  else the key of the Site's first listed host)"],
+]
+  .map(([from = '', to = '']) => `  ${from.padEnd(46)}${to}`)
+  .join('\n')}`,
+  )
+  .action(async (opts: { filename: string[] }) => {
+    process.exitCode = await apply(api(), opts.filename);
+  });
+
+program
+  .command('get <kind> [name] [version]')
+  .description('list sites, profiles, artifacts or secrets, or show one (profiles: NAME VERSION)')
+  .option('-l, --selector <selector>', 'label selector for sites, e.g. region=eu-west,gpu')
+  .action(async (kind: string, name: string | undefined, version: string | undefined, opts: { selector?: string }) => {
+    await get(api(), kindOf(kind), name, version, {
+      ...(opts.selector !== undefined && { selector: opts.selector }),
+      output: output(),
+    });
+  });
+
+program
+  .command('describe <kind> <name>')
+  .description('show a site: spec summary, hosts and status')
+  .action(async (kind: string, name: string) => {
+    if (kindOf(kind) !== 'site') {
+      throw new InputError([{ where: 'describe', field: '', message: 'describes sites; use get for other kinds' }]);
+    }
+    await describeSite(api(), name, output());
+  });
+
+program
+  .command('delete <kind> <name> [version]')
+  .description('delete a site, a profile (NAME VERSION), an artifact (SHA256, or NAME VERSION) or a secret')
+  .action(async (kind: string, name: string, version: string | undefined) => {
+    await remove(api(), kindOf(kind), name, version);
+  });
+
+const keyValue = (value: string, previous: Record<string, string> = {}) => {
+  const eq = value.indexOf('=');
+  if (eq <= 0) throw new InvalidArgumentError('expected key=value, e.g. arch=amd64');
+  return { ...previous, [value.slice(0, eq)]: value.slice(eq + 1) };
+};
+
+program
+  .command('upload <file>')
+  .description('upload an artifact: its sha256 is computed locally and checked by the API before it is visible')
+  .requiredOption('--type <type>', 'os-image | binary-package | helm-chart')
+  .requiredOption('--name <name>', 'artifact name')
+  .requiredOption('--version <version>', 'artifact version (semver)')
+  .option('--metadata <key=value>', 'free-form metadata (repeatable)', keyValue, {})
+  .action(
+    async (file: string, opts: { type: string; name: string; version: string; metadata: Record<string, string> }) => {
+      await upload(api(), file, { ...opts, output: output() });
+    },
+  );
+
 try {
   await program.parseAsync();
 } catch (err) {
+  if (err instanceof InputError) {
+    console.error(
+      `icnctl: invalid input\n${err.issues.map((i) => `  ${i.where}: ${i.field ? `${i.field}: ` : ''}${i.message}`).join('\n')}`,
+    );
+    process.exit(2);
+  }
   if (err instanceof ApiError) {
     console.error(`icnctl: ${err.message}`);
-    process.exit(
-      err.status !== undefined && err.status >= 400 && err.status < 500 && err.status !== 401 && err.status !== 403
-        ? 2
-        : 3,
-    );
+    process.exit(exitCodeOf(err));
   }
   throw err;
 }

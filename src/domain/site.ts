@@ -6,13 +6,16 @@ import { ResourceName } from './names.ts';
 export const HostRole = z.enum(['control-plane', 'worker']);
 export type HostRole = z.infer<typeof HostRole>;
 
-/** Where Ironic reaches a host's BMC; credentials stay in a Secret. */
+/**
+ * Where Ironic reaches a host's BMC; credentials stay in a Secret. `fake-hardware://` (anything after it is ignored)
+ * selects Ironic's fake-hardware type, whose driver calls only sleep: for labs and CI, never a real server.
+ */
 export const BmcSpec = z.strictObject({
   address: z
     .string()
     .regex(
-      /^(ipmi|redfish|redfish\+https?|idrac-redfish|ilo5-redfish):\/\/\S+$/,
-      'must be an ipmi:// or redfish:// URL',
+      /^(?:(?:ipmi|redfish|redfish\+https?|idrac-redfish|ilo5-redfish):\/\/\S+|fake-hardware:\/\/\S*)$/,
+      'must be an ipmi://, redfish:// or fake-hardware:// URL',
     ),
   credentialsRef: SecretRef,
   /** Skip TLS verification of the BMC (self-signed certificates are common at the edge). */
@@ -50,6 +53,11 @@ export const SiteEndpoints = z.strictObject({
   bpaTokenRef: SecretRef.optional(),
   /** The site's bootstrap cluster (Cluster-API and metal3 run there), when the site uses Cluster-API. */
   bootstrapKubeconfigRef: SecretRef.optional(),
+  /**
+   * The kernel and ramdisk Ironic boots to deploy a host (its deploy_kernel/deploy_ramdisk), as URLs Ironic can fetch
+   * (http(s):// or file:// under its allowed paths). The redfish hardware type needs them; fake-hardware does not.
+   */
+  ironicDeployImages: z.strictObject({ kernel: z.url(), ramdisk: z.url() }).optional(),
 });
 
 export const ClusterSpec = z.strictObject({

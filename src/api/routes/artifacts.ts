@@ -6,8 +6,8 @@ import { Sha256 } from '../../domain/meta.ts';
 import { ResourceName } from '../../domain/names.ts';
 import type { Store } from '../../store/index.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 const ArtifactOut = ArtifactSpec.extend({ createdAt: z.string() });
 
 const UploadQuery = z.strictObject({
@@ -47,7 +47,9 @@ export function parseRange(header: string, size: number): { start: number; end: 
 export function artifactRoutes(deps: { store: Store; auth: TokenAuthority }): FastifyPluginAsyncZod {
   const { store, auth } = deps;
   return async (app) => {
-    // Hand the body over unread: the store streams it to disk while hashing.
+    // Only raw content, handed over unread: the store streams it to disk while hashing. Any other body type (JSON,
+    // text) would be buffered and reshaped by its parser, so it is refused with 415 here.
+    app.removeAllContentTypeParsers();
     app.addContentTypeParser('application/octet-stream', (_request, payload, done) => {
       done(null, payload);
     });

@@ -18,9 +18,9 @@ import {
 import { type Store, StoreError } from '../../store/index.ts';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../../temporal/search-attributes.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 import { operationStatus, runningOperations } from '../temporal-status.ts';
 
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 const Started = z.object({ workflowId: z.string(), runId: z.string() });
 
 export interface OperationRouteDeps {

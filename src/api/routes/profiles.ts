@@ -6,6 +6,7 @@ import { SoftwareProfile } from '../../domain/software-profile.ts';
 import type { Store } from '../../store/index.ts';
 import type { StoredProfile } from '../../store/profiles.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
 const toProfile = (p: StoredProfile) => ({ apiVersion, kind: 'SoftwareProfile' as const, ...p });
 const ProfileOut = z.looseObject({
@@ -14,7 +15,6 @@ const ProfileOut = z.looseObject({
   metadata: z.looseObject({}),
   spec: z.looseObject({}),
 });
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 const Key = z.strictObject({ name: ResourceName, version: SemVer });
 
 /** Software profiles: immutable per version; creating one checks that every artifact it names is uploaded. */

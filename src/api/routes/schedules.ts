@@ -6,8 +6,8 @@ import { RolloutRequest, ScheduleRequest, workflowTypes } from '../../domain/ope
 import { StoreError } from '../../store/index.ts';
 import { operationAttribute } from '../../temporal/search-attributes.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 const ScheduleOut = z.object({
   name: z.string(),
   cron: z.array(z.string()),

@@ -6,9 +6,9 @@ import { Secret, SecretSummary } from '../../domain/secret.ts';
 import { type Store, StoreError } from '../../store/index.ts';
 import type { SecretSummary as StoredSummary } from '../../store/secrets.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
 const toSummary = (s: StoredSummary) => ({ apiVersion, kind: 'Secret' as const, ...s });
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 
 /** Write-only: values go in, only the type and key names ever come out. */
 export function secretRoutes(deps: { store: Store; auth: TokenAuthority }): FastifyPluginAsyncZod {

@@ -6,9 +6,9 @@ import { ResourceName } from '../../domain/names.ts';
 import { operationAttribute, siteAttribute } from '../../temporal/search-attributes.ts';
 import type { siteHealthCheck } from '../../workflows/index.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
 const Started = z.object({ workflowId: z.string(), runId: z.string() });
-const Failure = z.object({ error: z.string(), message: z.string() });
 
 export function siteHealthRoutes(deps: { temporal: Client; taskQueue: string; auth: TokenAuthority }) {
   const plugin: FastifyPluginAsyncZod = async (app) => {

@@ -7,6 +7,7 @@ import { Site } from '../../domain/site.ts';
 import { type Store, StoreError } from '../../store/index.ts';
 import type { StoredObject } from '../../store/resources.ts';
 import type { TokenAuthority } from '../auth.ts';
+import { Failure } from '../errors.ts';
 
 type StoredSite = StoredObject<Site['spec'], NonNullable<Site['status']>>;
 
@@ -19,7 +20,6 @@ const SiteOut = z.looseObject({
   spec: z.looseObject({}),
 });
 const SiteList = z.object({ items: z.array(SiteOut), continue: z.string().optional() });
-const Failure = z.object({ error: z.string(), message: z.string(), field: z.string().optional() });
 const ListQuery = z.strictObject({
   labelSelector: LabelSelector.optional(),
   limit: z.coerce.number().int().min(1).max(1000).default(500),

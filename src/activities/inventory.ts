@@ -1,0 +1,98 @@
+/**
+ * The inventory side of site operations, on the global task queue: what a site should be (its spec and profile,
+ * resolved once when an operation starts) and what it is (its status, written as the operation goes). Status writes
+ * are merges under a row lock, because hosts provisioned in parallel report at the same time and a plain
+ * read-modify-write would lose all but one of them.
+ */
+import { isDeepStrictEqual } from 'node:util';
+import { SitePlan } from '../domain/plan.ts';
+import { type SiteSpec, SiteStatus } from '../domain/site.ts';
+import { type Store, StoreError } from '../store/index.ts';
+import { ResourceRepository } from '../store/resources.ts';
+import { toActivityFailure } from './errors.ts';
+
+export interface InventoryActivityDeps {
+  store: Store;
+}
+
+export interface HostStateInput {
+  site: string;
+  host: string;
+  state: string;
+  /** Installed package versions by name; left as recorded when omitted (a reboot does not change them). */
+  packages?: Record<string, string>;
+}
+
+/** JSON as the database stores it: no undefined members, so that "unchanged" compares true. */
+const plain = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
+
+export function createInventoryActivities(deps: InventoryActivityDeps) {
+  /** Applies `change` to the site's status atomically; writes (and bumps resourceVersion) only on a real change. */
+  async function updateStatus(site: string, change: (current: SiteStatus | undefined) => SiteStatus): Promise<void> {
+    await deps.store.sql.transaction(async (tx) => {
+      await tx.query("SELECT 1 FROM resources WHERE kind = 'Site' AND name = $1 FOR UPDATE", [site]);
+      const sites = new ResourceRepository<SiteSpec, SiteStatus>(tx, 'Site');
+      const current = (await sites.get(site)).status;
+      const next = plain(SiteStatus.parse(change(current)));
+      if (current !== undefined && isDeepStrictEqual(plain(current), next)) return;
+      await sites.setStatus(site, next);
+    });
+  }
+
+  return {
+    async loadSitePlan(site: string): Promise<SitePlan> {
+      try {
+        const stored = await deps.store.sites.get(site);
+        const ref = stored.spec.softwareProfile;
+        const profile = await deps.store.profiles.get(ref.name, ref.version).catch((err: unknown) => {
+          if (err instanceof StoreError && err.code === 'NotFound') {
+            throw new StoreError(
+              'MissingReference',
+              `site "${site}" runs software profile ${ref.name} ${ref.version}, which does not exist`,
+              'spec.softwareProfile',
+            );
+          }
+          throw err;
+        });
+        return SitePlan.parse({
+          site,
+          spec: stored.spec,
+          profile: { name: ref.name, version: ref.version, spec: profile.spec },
+        });
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    /** Merges into the stored status: given fields replace, hosts merge by name, the phase is always set. */
+    async recordSiteStatus(input: { site: string; status: Partial<SiteStatus> }): Promise<void> {
+      try {
+        await updateStatus(input.site, (current) => ({
+          ...current,
+          ...input.status,
+          phase: input.status.phase ?? current?.phase ?? 'Pending',
+          ...((current?.hosts ?? input.status.hosts) && { hosts: { ...current?.hosts, ...input.status.hosts } }),
+        }));
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async recordHostState(input: HostStateInput): Promise<void> {
+      try {
+        await updateStatus(input.site, (current) => {
+          const packages = input.packages ?? current?.hosts?.[input.host]?.packages;
+          return {
+            ...current,
+            phase: current?.phase ?? 'Pending',
+            hosts: { ...current?.hosts, [input.host]: { state: input.state, ...(packages && { packages }) } },
+          };
+        });
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+  };
+}
+
+export type InventoryActivities = ReturnType<typeof createInventoryActivities>;

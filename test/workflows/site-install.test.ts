@@ -1,0 +1,244 @@
+// Needs: the real Temporal dev server (tools cache). The activities are mocked: this test is about orchestration
+// (order, parallelism, compensations, cancellation, progress); the activities are tested against the real peers.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import { WorkflowFailedError } from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { SitePlan } from '../../src/domain/plan.ts';
+import { SiteSpec } from '../../src/domain/site.ts';
+import { SoftwareProfileSpec } from '../../src/domain/software-profile.ts';
+import type { InventoryActivities, SiteActivities } from '../../src/workflows/site-activities.ts';
+import { siteInstall } from '../../src/workflows/index.ts';
+import { progress } from '../../src/workflows/progress.ts';
+import { recordHistory } from '../support/histories.ts';
+import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
+
+let env: TestWorkflowEnvironment;
+beforeAll(async () => {
+  env = await startTemporal();
+});
+afterAll(async () => {
+  await env.teardown();
+});
+
+const digest = (c: string) => c.repeat(64);
+const host = (i: number, role: 'control-plane' | 'worker') => ({
+  name: `host-${i}`,
+  role,
+  bmc: { address: `redfish://10.0.0.${i}/redfish/v1/Systems/${i}`, credentialsRef: { name: 'bmc' } },
+  bootMacAddress: `52:54:00:00:00:0${i}`,
+  ssh: { address: `10.1.0.${i}`, keyRef: { name: 'ssh' } },
+});
+
+function plan(provisioner: 'kubeadm' | 'cluster-api'): SitePlan {
+  return {
+    site: 'edge-01',
+    spec: SiteSpec.parse({
+      endpoints: {
+        ironicUrl: 'http://10.0.0.2:6385',
+        bpaUrl: 'http://10.0.0.2:9015',
+        bootstrapKubeconfigRef: { name: 'boot' },
+      },
+      cluster: { kubernetesVersion: 'v1.34.2', controlPlaneEndpoint: { host: '10.1.0.100' }, provisioner },
+      softwareProfile: { name: 'edge-base', version: '1.0.0' },
+      hosts: [host(1, 'control-plane'), host(2, 'worker'), host(3, 'worker')],
+    }),
+    profile: {
+      name: 'edge-base',
+      version: '1.0.0',
+      spec: SoftwareProfileSpec.parse({
+        version: '1.0.0',
+        osImage: { sha256: digest('a') },
+        binaryPackages: [
+          { name: 'containerd', version: '1.7.0', artifact: { sha256: digest('b') }, install: 'i', verify: 'v' },
+        ],
+        containerPackages: [{ name: 'multus', version: '4.0.0', chart: { sha256: digest('c') } }],
+      }),
+    },
+  };
+}
+
+interface Script {
+  plan: SitePlan;
+  /** Activity name (or name:host) that fails, non-retryably. */
+  failAt?: string;
+  /** Activity name (or name:host) that blocks until cancelled. */
+  blockAt?: string;
+}
+
+/** Mocked activities that log each call, in order, as "name" or "name:host". */
+function mockActivities(script: Script) {
+  const calls: string[] = [];
+  const statuses: unknown[] = [];
+  const act = async (call: string) => {
+    calls.push(call);
+    const name = call.split(':')[0] ?? call;
+    if (script.failAt === call || script.failAt === name) throw ApplicationFailure.nonRetryable(`${call} broke`);
+    if (script.blockAt === call || script.blockAt === name) {
+      for (;;) {
+        Context.current().heartbeat();
+        await Context.current().sleep(100);
+      }
+    }
+  };
+  const activities: InventoryActivities & SiteActivities = {
+    loadSitePlan: async () => (await act('loadSitePlan'), script.plan),
+    recordSiteStatus: async ({ status }) => void statuses.push(status),
+    recordHostState: async ({ host: h }) => act(`recordHostState:${h}`),
+    distributeArtifacts: async ({ sha256s }) => (await act('distributeArtifacts'), { uploaded: sha256s.length }),
+    provisionHost: async ({ host: h }) => {
+      await act(`provisionHost:${h.name}`);
+      return { host: h.name, node: `edge-01-${h.name}`, nodeUuid: 'u', provisionState: 'active' };
+    },
+    deprovisionHost: async ({ host: h }) => act(`deprovisionHost:${h}`),
+    rebootHost: async ({ host: h }) => act(`rebootHost:${h}`),
+    registerBareMetalHosts: async () => act('registerBareMetalHosts'),
+    waitHostsProvisioned: async () => act('waitHostsProvisioned'),
+    deleteBareMetalHosts: async () => act('deleteBareMetalHosts'),
+    applyClusterObjects: async () => act('applyClusterObjects'),
+    waitClusterProvisioned: async () => act('waitClusterProvisioned'),
+    deleteClusterObjects: async () => act('deleteClusterObjects'),
+    fetchClusterKubeconfig: async () => (await act('fetchClusterKubeconfig'), 'edge-01-kubeconfig'),
+    installPackages: async ({ hosts, packages }) => {
+      await act('installPackages');
+      return Object.fromEntries(hosts.map((h) => [h, Object.fromEntries(packages.map((p) => [p.name, p.version]))]));
+    },
+    rollbackPackages: async () => act('rollbackPackages'),
+    bringUpCluster: async () => (await act('bringUpCluster'), 'edge-01-kubeconfig'),
+    resetCluster: async () => act('resetCluster'),
+    installChart: async ({ chart }) => (await act(`installChart:${chart.name}`), { revision: 1 }),
+    uninstallChart: async ({ chart }) => act(`uninstallChart:${chart.name}`),
+  };
+  return { activities, calls, statuses };
+}
+
+async function run(script: Script, keepOnFailure = false, during?: (workflowId: string) => Promise<void>) {
+  const taskQueue = uniqueName('install');
+  const mock = mockActivities(script);
+  const worker = await createTestWorker(env, taskQueue, mock.activities as never);
+  const workflowId = uniqueName('site/edge-01/install');
+  const outcome = await worker.runUntil(async () => {
+    const handle = await env.client.workflow.start(siteInstall, {
+      taskQueue,
+      workflowId,
+      args: [{ site: 'edge-01', keepOnFailure }],
+    });
+    if (during) await during(workflowId);
+    return handle.result().then(
+      (result) => ({ result, error: undefined }),
+      (error: unknown) => ({ result: undefined, error }),
+    );
+  });
+  return { ...mock, ...outcome, workflowId };
+}
+
+const sorted = (calls: string[], prefix: string) => calls.filter((c) => c.startsWith(prefix)).sort();
+
+describe('siteInstall (kubeadm through the BPA)', () => {
+  it('runs the runbook in order, hosts in parallel, and records the site Ready', async () => {
+    const r = await run({ plan: plan('kubeadm') });
+    expect(r.error).toBeUndefined();
+    expect(r.result).toEqual({
+      site: 'edge-01',
+      profile: { name: 'edge-base', version: '1.0.0' },
+      hosts: ['host-1', 'host-2', 'host-3'],
+      kubeconfigSecret: 'edge-01-kubeconfig',
+      charts: { multus: 1 },
+    });
+    const order = r.calls.map((c) => c.split(':')[0]);
+    expect([...new Set(order)]).toEqual([
+      'loadSitePlan',
+      'distributeArtifacts',
+      'provisionHost',
+      'bringUpCluster',
+      'installPackages',
+      'recordHostState',
+      'installChart',
+    ]);
+    expect(sorted(r.calls, 'provisionHost')).toEqual([
+      'provisionHost:host-1',
+      'provisionHost:host-2',
+      'provisionHost:host-3',
+    ]);
+    expect(r.statuses.at(-1)).toMatchObject({
+      phase: 'Ready',
+      installedProfile: { name: 'edge-base', version: '1.0.0' },
+    });
+    recordHistory(env, r.workflowId, 'site-install');
+  });
+
+  it('compensates in reverse order when a late step fails, and records the site Failed', async () => {
+    const r = await run({ plan: plan('kubeadm'), failAt: 'installChart' });
+    expect(r.error).toBeInstanceOf(WorkflowFailedError);
+    expect((r.error as WorkflowFailedError).cause?.message).toMatch(
+      /failed at "installing add-ons": installChart:multus broke/,
+    );
+    const undo = r.calls.slice(r.calls.indexOf('installChart:multus') + 1);
+    expect(undo.slice(0, 3)).toEqual(['uninstallChart:multus', 'rollbackPackages', 'resetCluster']);
+    expect(undo.slice(3).sort()).toEqual([
+      'deprovisionHost:host-1',
+      'deprovisionHost:host-2',
+      'deprovisionHost:host-3',
+    ]);
+    expect(r.statuses.at(-1)).toMatchObject({ phase: 'Failed' });
+    expect((r.statuses.at(-1) as { message: string }).message).toContain('everything it had done was undone');
+  });
+
+  it('with keepOnFailure, stops where it failed and undoes nothing', async () => {
+    const r = await run({ plan: plan('kubeadm'), failAt: 'bringUpCluster' }, true);
+    expect(r.error).toBeInstanceOf(WorkflowFailedError);
+    expect(r.calls.filter((c) => /^(deprovision|reset|rollback|uninstall)/.test(c))).toEqual([]);
+    expect((r.statuses.at(-1) as { message: string }).message).toMatch(
+      /stopped at "creating the cluster".*kept for diagnosis/,
+    );
+  });
+
+  it('answers progress while a host deploys, and an operator cancel runs the compensations', async () => {
+    let seen: unknown;
+    const r = await run({ plan: plan('kubeadm'), blockAt: 'provisionHost:host-2' }, false, async (workflowId) => {
+      const handle = env.client.workflow.getHandle(workflowId);
+      for (let i = 0; i < 100; i++) {
+        seen = await handle.query(progress);
+        const items = (seen as { items: Record<string, { state: string }> }).items;
+        if (items['host-1']?.state === 'provisioned' && items['host-3']?.state === 'provisioned') break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+      await handle.cancel();
+    });
+    expect(seen).toMatchObject({ step: 'provisioning hosts', items: { 'host-2': { state: 'provisioning' } } });
+    expect(String((r.error as WorkflowFailedError).cause?.name)).toBe('CancelledFailure');
+    expect(sorted(r.calls, 'deprovisionHost')).toEqual([
+      'deprovisionHost:host-1',
+      'deprovisionHost:host-2',
+      'deprovisionHost:host-3',
+    ]);
+    expect((r.statuses.at(-1) as { message: string }).message).toContain('install cancelled');
+  });
+});
+
+describe('siteInstall (Cluster-API and metal3)', () => {
+  it('registers BareMetalHosts, creates the cluster objects, then takes the kubeconfig from the cluster', async () => {
+    const r = await run({ plan: plan('cluster-api') });
+    expect(r.error).toBeUndefined();
+    expect([...new Set(r.calls.map((c) => c.split(':')[0]))]).toEqual([
+      'loadSitePlan',
+      'distributeArtifacts',
+      'registerBareMetalHosts',
+      'waitHostsProvisioned',
+      'applyClusterObjects',
+      'waitClusterProvisioned',
+      'installPackages',
+      'recordHostState',
+      'fetchClusterKubeconfig',
+      'installChart',
+    ]);
+  });
+
+  it('deletes the cluster objects and the hosts when the cluster never comes up', async () => {
+    const r = await run({ plan: plan('cluster-api'), failAt: 'waitClusterProvisioned' });
+    expect(r.calls.slice(r.calls.indexOf('waitClusterProvisioned') + 1)).toEqual([
+      'deleteClusterObjects',
+      'deleteBareMetalHosts',
+    ]);
+  });
+});
