@@ -9,6 +9,7 @@ import proto from '@temporalio/proto';
 import { loadOrCreateDevSecrets } from './dev-secrets.ts';
 import { sleep, waitUntil } from './lab/processes.ts';
 import { startTemporalDevServer } from './temporal-dev-server.ts';
+import { ensureGoTool, helm, toolPath } from './tools.ts';
 
 const { temporal: temporalProto } = proto;
 const root = process.cwd();
@@ -20,6 +21,7 @@ const apiUrl = `http://127.0.0.1:${apiPort}`;
 const secretsFile = join(root, 'data', 'dev', 'secrets.env');
 
 const secrets = loadOrCreateDevSecrets(secretsFile);
+ensureGoTool(helm);
 const started = Date.now();
 const temporal = await startTemporalDevServer({
   dataDir: join(root, 'data', 'temporal'),
@@ -38,6 +40,7 @@ const env = {
   ICN_CODEC_CORS_ORIGINS: `http://127.0.0.1:${uiPort},http://localhost:${uiPort}`,
   // The dev server's Web UI has no login, so it cannot present a token to the codec endpoint.
   ICN_CODEC_ALLOW_ANONYMOUS: 'true',
+  ICN_HELM_BINARY: toolPath(helm),
 };
 const children: ChildProcess[] = [];
 let stopping = false;
@@ -57,7 +60,7 @@ function run(name: string, script: string): ChildProcess {
 async function stop(code: number): Promise<void> {
   if (stopping) return;
   stopping = true;
-  console.error('[start] stopping worker, API and Temporal…');
+  console.error('[start] stopping the controller and Temporal…');
   await Promise.all(
     children.map(async (child) => {
       if (child.exitCode !== null || child.signalCode !== null) return;
@@ -72,8 +75,8 @@ async function stop(code: number): Promise<void> {
 process.on('SIGINT', () => void stop(0));
 process.on('SIGTERM', () => void stop(0));
 
-run('worker', join(root, 'src', 'worker', 'main.ts'));
-run('api', join(root, 'src', 'api', 'main.ts'));
+// The embedded store is one process's: the API and the worker run together.
+run('controller', join(root, 'src', 'worker', 'controller.ts'));
 await waitUntil(`the trigger API at ${apiUrl}`, async () => (await fetch(`${apiUrl}/healthz`)).ok, 60_000);
 await waitForWorker();
 

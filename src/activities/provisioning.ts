@@ -64,7 +64,7 @@ type DeployImages = NonNullable<z.infer<typeof SiteEndpoints>['ironicDeployImage
  * The site's deploy kernel and ramdisk travel beside the host, since ProvisionHostInput has no field for them yet;
  * they are URLs, not secrets.
  */
-export type ProvisionHostRequest = ProvisionHostInputType & { deployImages?: DeployImages };
+export type ProvisionHostRequest = ProvisionHostInputType;
 
 export interface HostRef {
   site: string;

@@ -100,6 +100,8 @@ export const ConfigEnv = z.object({
     .int()
     .positive()
     .default(8 * 1024 ** 3),
+  /** The helm binary the worker runs charts with (npm start points it at the tools cache). */
+  ICN_HELM_BINARY: z.string().min(1).default('helm'),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -119,6 +121,7 @@ export interface Config {
     maxArtifactBytes: number;
     secretKeys: { keys: Record<string, string>; activeKeyId: string };
   };
+  helmBinary: string;
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
 }
 
@@ -176,6 +179,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       maxArtifactBytes: e.ICN_ARTIFACT_MAX_BYTES,
       secretKeys: { keys: e.ICN_SECRETS_KEYS, activeKeyId: secretsKeyId },
     },
+    helmBinary: e.ICN_HELM_BINARY,
     logLevel: e.LOG_LEVEL,
   };
 }

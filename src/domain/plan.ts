@@ -1,7 +1,7 @@
 import { z } from 'zod';
 import { Sha256 } from './meta.ts';
 import { ResourceName } from './names.ts';
-import { HostSpec, SiteSpec } from './site.ts';
+import { HostSpec, SiteEndpoints, SiteSpec } from './site.ts';
 import { SoftwareProfileSpec } from './software-profile.ts';
 
 /**
@@ -25,6 +25,8 @@ export const ProvisionHostInput = z.object({
   ironicUrl: z.url(),
   host: HostSpec,
   image: OsImage,
+  /** What Ironic's ramdisk deploy boots (the redfish hardware type needs it): the site's endpoints say. */
+  deployImages: SiteEndpoints.shape.ironicDeployImages,
 });
 export type ProvisionHostInput = z.infer<typeof ProvisionHostInput>;
 

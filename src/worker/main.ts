@@ -1,24 +1,22 @@
-import { parseConfig } from '../domain/config.ts';
-import { createActivities } from '../activities/index.ts';
+import { ConfigError, parseConfig } from '../domain/config.ts';
 import { createLogger } from '../observability/logger.ts';
-import { connectWorker } from '../temporal/connection.ts';
+import { openStore } from '../store/index.ts';
 import { installRuntimeLogger } from './runtime-logger.ts';
-import { createWorker } from './worker.ts';
+import { startWorker } from './run.ts';
 
 const config = parseConfig(process.env);
+if (!config.store.databaseUrl) {
+  throw new ConfigError(
+    'invalid configuration:\n  DATABASE_URL: a standalone worker shares the inventory with the API through PostgreSQL; ' +
+      'with the embedded store run API and worker in one process (src/worker/controller.ts)',
+  );
+}
 const logger = createLogger({ level: config.logLevel, name: 'icn-worker' });
 installRuntimeLogger(logger);
-
-const connection = await connectWorker(config);
-const worker = await createWorker({
-  connection,
-  namespace: config.temporal.namespace,
-  codecKeys: config.codec,
-  taskQueue: config.taskQueue,
-  activities: createActivities({ fetch: globalThis.fetch, probeTimeoutMs: 5000 }),
-});
-logger.info({ taskQueue: config.taskQueue, namespace: config.temporal.namespace }, 'worker started');
+const store = await openStore(config.store);
+const { worker, close } = await startWorker(config, store, logger);
 // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once in-flight tasks are done.
 await worker.run();
-await connection.close();
+await close();
+await store.close();
 logger.info('worker stopped');

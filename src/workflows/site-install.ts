@@ -89,7 +89,13 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
             long.deprovisionHost({ site: plan.site, ironicUrl, host: host.name }),
           );
           progress.item(host.name, 'provisioning', ironicNodeName(plan.site, host.name));
-          await long.provisionHost({ site: plan.site, ironicUrl, host, image });
+          await long.provisionHost({
+            site: plan.site,
+            ironicUrl,
+            host,
+            image,
+            ...(spec.endpoints.ironicDeployImages && { deployImages: spec.endpoints.ironicDeployImages }),
+          });
           progress.item(host.name, 'provisioned');
         }),
       );
