@@ -1,0 +1,247 @@
+/**
+ * The BPA's typed client, used by the global controller's BPM: artifact uploads that resume where the BPA stands,
+ * install jobs (started idempotently by id, polled or streamed), cluster bring-up and its kubeconfig, SSH keys.
+ * Failures are PeerError('bpa'): retryable when the BPA cannot be reached or answers 5xx, not for refusals.
+ */
+import { createReadStream } from 'node:fs';
+import { stat } from 'node:fs/promises';
+import { Readable } from 'node:stream';
+import { z } from 'zod';
+import type { ArtifactSpec } from '../../domain/artifact.ts';
+import {
+  BpaArtifact,
+  type BpaSecret,
+  type ClusterSpec,
+  ClusterStatus,
+  InstalledPackage,
+  InstallJob,
+  type InstallJobSpec,
+  JobEvent,
+  UploadStatus,
+} from '../../domain/bpa.ts';
+import { PeerError } from '../errors.ts';
+
+export interface BpaClientOptions {
+  /** The BPA's base URL, e.g. http://10.0.0.2:8091. */
+  url: string;
+  /** A bearer token; never logged nor put in errors. */
+  token: string;
+  fetch?: typeof globalThis.fetch;
+  /** Per request, except uploads and event streams. */
+  timeoutMs?: number;
+  /** Bytes per upload request: a broken request loses at most what it had not yet delivered. */
+  chunkBytes?: number;
+}
+
+const FailureBody = z.object({ error: z.string(), message: z.string(), offset: z.number().optional() });
+
+export class BpaClient {
+  readonly url: string;
+  readonly #token: string;
+  readonly #fetch: typeof globalThis.fetch;
+  readonly #timeoutMs: number;
+  readonly #chunkBytes: number;
+
+  constructor(opts: BpaClientOptions) {
+    this.url = opts.url.replace(/\/+$/, '');
+    this.#token = opts.token;
+    this.#fetch = opts.fetch ?? globalThis.fetch;
+    this.#timeoutMs = opts.timeoutMs ?? 30_000;
+    this.#chunkBytes = opts.chunkBytes ?? 64 * 2 ** 20;
+  }
+
+  async listArtifacts(): Promise<BpaArtifact[]> {
+    const body = await this.#json('GET', '/v1/artifacts');
+    return z.object({ items: z.array(BpaArtifact) }).parse(body).items;
+  }
+
+  async getArtifact(sha256: string): Promise<BpaArtifact | undefined> {
+    const body = await this.#json('GET', `/v1/artifacts/${sha256}`, undefined, [404]);
+    return body === undefined ? undefined : BpaArtifact.parse(body);
+  }
+
+  async deleteArtifact(sha256: string): Promise<boolean> {
+    return (await this.#json('DELETE', `/v1/artifacts/${sha256}`, undefined, [404])) !== undefined;
+  }
+
+  async uploadStatus(sha256: string): Promise<UploadStatus | undefined> {
+    const body = await this.#json('GET', `/v1/uploads/${sha256}`, undefined, [404]);
+    return body === undefined ? undefined : UploadStatus.parse(body);
+  }
+
+  /**
+   * Uploads the file at `path` as `spec`, from wherever the BPA already stands (a previous upload cut off resumes
+   * there). `onProgress` gets the offset after each chunk, e.g. for an activity heartbeat.
+   */
+  async uploadArtifact(
+    spec: ArtifactSpec,
+    path: string,
+    opts: { onProgress?: (offset: number) => void } = {},
+  ): Promise<UploadStatus> {
+    const size = (await stat(path)).size;
+    if (size !== spec.size) {
+      throw new PeerError('bpa', `${path} has ${size} bytes, not the ${spec.size} declared`, {
+        retryable: false,
+        reason: 'LocalFileError',
+      });
+    }
+    let offset = (await this.uploadStatus(spec.sha256))?.offset ?? 0;
+    if (offset === size && size > 0) return { sha256: spec.sha256, size, offset, complete: true };
+    const query = new URLSearchParams({
+      type: spec.type,
+      name: spec.name,
+      version: spec.version,
+      size: String(spec.size),
+      ...(Object.keys(spec.metadata).length > 0 && { metadata: JSON.stringify(spec.metadata) }),
+    });
+    for (;;) {
+      const end = Math.min(offset + this.#chunkBytes, size) - 1;
+      const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
+      if (size > 0) headers['content-range'] = `bytes ${offset}-${end}/${size}`;
+      const body =
+        size === 0
+          ? new Uint8Array(0)
+          : (Readable.toWeb(createReadStream(path, { start: offset, end })) as ReadableStream);
+      const res = await this.#request('PUT', `/v1/uploads/${spec.sha256}?${query.toString()}`, {
+        headers,
+        body,
+        timeout: false,
+      });
+      if (res.status === 409) {
+        const failure = FailureBody.safeParse(await res.json().catch(() => undefined));
+        if (failure.success && failure.data.offset !== undefined) {
+          offset = failure.data.offset;
+          continue;
+        }
+      }
+      const status = UploadStatus.parse(await this.#expect(res, 'PUT', '/v1/uploads'));
+      opts.onProgress?.(status.offset);
+      if (status.complete) return status;
+      offset = status.offset;
+    }
+  }
+
+  async startJob(spec: InstallJobSpec): Promise<InstallJob> {
+    return InstallJob.parse(await this.#json('POST', '/v1/jobs', spec));
+  }
+
+  async getJob(id: string): Promise<InstallJob | undefined> {
+    const body = await this.#json('GET', `/v1/jobs/${encodeURIComponent(id)}`, undefined, [404]);
+    return body === undefined ? undefined : InstallJob.parse(body);
+  }
+
+  async listJobs(): Promise<InstallJob[]> {
+    return z.object({ items: z.array(InstallJob) }).parse(await this.#json('GET', '/v1/jobs')).items;
+  }
+
+  /** The job's events as they happen, ending with `done` (or when the BPA goes away: poll getJob then). */
+  async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
+    const res = await this.#request('GET', `/v1/jobs/${encodeURIComponent(id)}/events`, {
+      timeout: false,
+      ...(signal && { signal }),
+    });
+    if (!res.ok || !res.body) {
+      await this.#expect(res, 'GET', '/v1/jobs/events');
+      return;
+    }
+    const decoder = new TextDecoder();
+    let pending = '';
+    for await (const chunk of res.body) {
+      pending += decoder.decode(chunk as Uint8Array, { stream: true });
+      let newline = pending.indexOf('\n');
+      while (newline >= 0) {
+        const line = pending.slice(0, newline);
+        pending = pending.slice(newline + 1);
+        if (line.trim() !== '') yield JobEvent.parse(JSON.parse(line));
+        newline = pending.indexOf('\n');
+      }
+    }
+  }
+
+  async installed(host?: string): Promise<InstalledPackage[]> {
+    const query = host === undefined ? '' : `?host=${encodeURIComponent(host)}`;
+    return z.object({ items: z.array(InstalledPackage) }).parse(await this.#json('GET', `/v1/installed${query}`)).items;
+  }
+
+  async startCluster(spec: ClusterSpec): Promise<ClusterStatus> {
+    return ClusterStatus.parse(await this.#json('POST', '/v1/clusters', spec));
+  }
+
+  async getCluster(name: string): Promise<ClusterStatus | undefined> {
+    const body = await this.#json('GET', `/v1/clusters/${name}`, undefined, [404]);
+    return body === undefined ? undefined : ClusterStatus.parse(body);
+  }
+
+  /** The admin kubeconfig once the bring-up has fetched it; undefined before. */
+  async kubeconfig(cluster: string): Promise<string | undefined> {
+    const path = `/v1/clusters/${cluster}/kubeconfig`;
+    const res = await this.#request('GET', path, {});
+    if (res.status === 404) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (!res.ok) await this.#expect(res, 'GET', path);
+    return res.text();
+  }
+
+  async putSecret(name: string, secret: BpaSecret): Promise<void> {
+    await this.#json('PUT', `/v1/secrets/${name}`, secret);
+  }
+
+  async #request(
+    method: string,
+    path: string,
+    init: { headers?: Record<string, string>; body?: RequestInit['body']; timeout?: boolean; signal?: AbortSignal },
+  ): Promise<Response> {
+    const signals = [init.signal, init.timeout === false ? undefined : AbortSignal.timeout(this.#timeoutMs)].filter(
+      (s) => s !== undefined,
+    );
+    try {
+      return await this.#fetch(`${this.url}${path}`, {
+        method,
+        headers: { authorization: `Bearer ${this.#token}`, ...init.headers },
+        ...(init.body !== undefined && { body: init.body, duplex: 'half' }),
+        ...(signals.length > 0 && { signal: AbortSignal.any(signals) }),
+      });
+    } catch (err) {
+      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+      throw new PeerError(
+        'bpa',
+        `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}: ${(err as Error).message}${cause}`,
+        {
+          retryable: true,
+          reason: 'Unreachable',
+          cause: err,
+        },
+      );
+    }
+  }
+
+  async #expect(res: Response, method: string, path: string): Promise<unknown> {
+    const text = await res.text();
+    const body: unknown = text === '' ? undefined : JSON.parse(text);
+    if (res.ok) return body;
+    const failure = FailureBody.safeParse(body);
+    const reason = failure.success ? failure.data.error : `HTTP${res.status}`;
+    const detail = failure.success ? failure.data.message : text.slice(0, 500);
+    throw new PeerError('bpa', `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}: ${res.status} ${detail}`, {
+      retryable: res.status >= 500 || res.status === 429,
+      reason,
+    });
+  }
+
+  async #json(method: string, path: string, body?: unknown, absent: number[] = []): Promise<unknown> {
+    const res = await this.#request(method, path, {
+      ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    });
+    if (absent.includes(res.status)) {
+      await res.body?.cancel();
+      return undefined;
+    }
+    if (res.status === 204) {
+      await res.body?.cancel();
+      return null;
+    }
+    return this.#expect(res, method, path);
+  }
+}

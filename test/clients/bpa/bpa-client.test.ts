@@ -1,0 +1,103 @@
+// Needs: the BPA itself (in this process, its API on a free port); no SSH host is touched.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { createHash, randomBytes } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { freePort } from '../../../deploy/dev/lab/processes.ts';
+import { buildBpaApi, openBpa, parseBpaConfig, type Bpa } from '../../../src/bpa/index.ts';
+import { BpaClient } from '../../../src/clients/bpa/index.ts';
+import { PeerError } from '../../../src/clients/errors.ts';
+import { createLogger } from '../../../src/observability/logger.ts';
+
+let dir: string;
+let bpa: Bpa;
+let close: () => Promise<void>;
+let url: string;
+const token = 'client-test-token-0123456789';
+
+beforeAll(async () => {
+  dir = mkdtempSync(join(tmpdir(), 'icn-bpa-client-'));
+  const port = await freePort();
+  const config = parseBpaConfig({
+    ICN_BPA_PORT: String(port),
+    ICN_BPA_DATA_DIR: join(dir, 'bpa'),
+    ICN_BPA_TOKENS: `${token}=admin`,
+  });
+  const logger = createLogger({ level: 'silent', name: 'bpa-test' });
+  bpa = await openBpa(config, logger);
+  const app = await buildBpaApi(bpa, logger);
+  url = await app.listen({ host: '127.0.0.1', port });
+  close = async () => {
+    await app.close();
+    await bpa.close();
+  };
+});
+
+afterAll(async () => {
+  await close();
+  rmSync(dir, { recursive: true, force: true });
+});
+
+describe('BpaClient', () => {
+  it('resumes an upload broken mid-way from where the BPA stands, sending nothing twice', async () => {
+    const content = randomBytes(500_000);
+    const file = join(dir, 'pkg.bin');
+    writeFileSync(file, content);
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    const spec = {
+      type: 'binary-package' as const,
+      name: 'drv',
+      version: '1.0.0',
+      sha256,
+      size: content.length,
+      metadata: {},
+    };
+    const ranges: string[] = [];
+    let puts = 0;
+    // The third chunk never arrives: the connection "breaks" before it is sent.
+    const flaky: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT') {
+        ranges.push(new Headers(init.headers).get('content-range') ?? '');
+        if (++puts === 3) throw new TypeError('fetch failed', { cause: new Error('socket hang up') });
+      }
+      return fetch(input, init);
+    };
+    const client = new BpaClient({ url, token, chunkBytes: 100_000, fetch: flaky });
+    const err = await client.uploadArtifact(spec, file).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(PeerError);
+    expect(err).toMatchObject({ peer: 'bpa', reason: 'Unreachable', retryable: true });
+    expect(await client.uploadStatus(sha256)).toEqual({ sha256, size: 500_000, offset: 200_000, complete: false });
+
+    const done = await client.uploadArtifact(spec, file);
+    expect(done.complete).toBe(true);
+    expect(ranges).toEqual([
+      'bytes 0-99999/500000',
+      'bytes 100000-199999/500000',
+      'bytes 200000-299999/500000',
+      'bytes 200000-299999/500000',
+      'bytes 300000-399999/500000',
+      'bytes 400000-499999/500000',
+    ]);
+    // Asked again, it sends nothing.
+    await client.uploadArtifact(spec, file);
+    expect(ranges).toHaveLength(6);
+  });
+
+  it('classifies failures: unreachable is retryable, refusals are not, and errors carry no token', async () => {
+    const down = new BpaClient({ url: `http://127.0.0.1:${await freePort()}`, token });
+    const unreachable = await down.listArtifacts().catch((e: unknown) => e);
+    expect(unreachable).toMatchObject({ peer: 'bpa', reason: 'Unreachable', retryable: true });
+
+    const stranger = new BpaClient({ url, token: 'not-a-known-token-0123456789' });
+    const refused = (await stranger.listJobs().catch((e: unknown) => e)) as PeerError;
+    expect(refused).toMatchObject({ reason: 'Unauthorized', retryable: false });
+    expect(refused.message).not.toContain('not-a-known-token');
+
+    const client = new BpaClient({ url, token });
+    const invalid = (await client.startJob({ hosts: [], packages: [] }).catch((e: unknown) => e)) as PeerError;
+    expect(invalid).toMatchObject({ reason: 'ValidationError', retryable: false });
+    expect(invalid.message).toContain('body.hosts');
+    expect(await client.getJob('no-such-job')).toBeUndefined();
+  });
+});
