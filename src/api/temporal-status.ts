@@ -32,12 +32,12 @@ export async function operationStatus(temporal: Client, handle: WorkflowHandle):
   const operation = d.typedSearchAttributes.get(operationAttribute);
   if (site !== undefined) status.site = site;
   if (operation !== undefined) status.operation = operation;
-  if (d.status.name === 'RUNNING') {
-    const progress = await temporal
-      .withDeadline(Date.now() + 2000, () => handle.query<OperationProgress>(progressQuery))
-      .catch(() => undefined);
-    if (progress) status.progress = progress;
-  } else if (d.status.name === 'COMPLETED') {
+  // A closed workflow answers queries too (a worker replays it), so a finished operation still shows where it ended.
+  const progress = await temporal
+    .withDeadline(Date.now() + 2000, () => handle.query<OperationProgress>(progressQuery))
+    .catch(() => undefined);
+  if (progress) status.progress = progress;
+  if (d.status.name === 'COMPLETED') {
     status.result = await handle.result();
   } else if (d.status.name === 'FAILED') {
     status.failure = await handle.result().then(

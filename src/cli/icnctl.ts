@@ -8,6 +8,9 @@ import { ApiClient, ApiError } from './api-client.ts';
 import { apply, describeSite, exitCodeOf, get, kindOf, remove, upload } from './commands/inventory.ts';
 import { hostAnnotations, InputError, siteLabel } from './manifests.ts';
 import { isOutputFormat, type OutputFormat } from './output.ts';
+import { follow, listSiteOperations, parseProfileRef, startSiteOperation } from './commands/operations.ts';
+import { createSchedule, getSchedules, rolloutAction, scheduleAction, startRollout } from './commands/rollouts.ts';
+import { LabelSelector } from '../domain/selector.ts';
 import { apiVersion } from '../domain/meta.ts';
 
 const program = new Command('icnctl')
@@ -161,6 +164,154 @@ program
       await upload(api(), file, { ...opts, output: output() });
     },
   );
+
+const wait = (opts: { wait: boolean }) => ({ wait: opts.wait, output: output() });
+const toInt = (field: string) => (value: string) => {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${field} must be a whole number`);
+  return n;
+};
+const profileRef = (value: string) => {
+  try {
+    return parseProfileRef(value);
+  } catch (err) {
+    throw new InvalidArgumentError((err as Error).message);
+  }
+};
+const selector = (value: string) => {
+  const parsed = LabelSelector.safeParse(value);
+  if (!parsed.success || parsed.data.hasLabels.length > 0) {
+    throw new InvalidArgumentError('expected key=value[,key=value], e.g. tier=edge,region=eu-west');
+  }
+  return parsed.data.matchLabels;
+};
+
+program
+  .command('install <site>')
+  .description('install a site: hosts from bare metal to a working cluster with its add-ons; shows progress until done')
+  .option('--keep-on-failure', 'leave what was built in place when a step fails, for diagnosis', false)
+  .option('--no-wait', 'return once started')
+  .action(async (site: string, opts: { keepOnFailure: boolean; wait: boolean }) => {
+    process.exitCode = await startSiteOperation(
+      api(),
+      site,
+      'install',
+      { keepOnFailure: opts.keepOnFailure },
+      wait(opts),
+    );
+  });
+
+program
+  .command('patch <site>')
+  .description('move a site to a software profile, host by host; shows progress until done')
+  .requiredOption('--profile <name@version>', 'the profile to move to', profileRef)
+  .option('--max-unavailable <n>', 'hosts patched at once', toInt('--max-unavailable'), 1)
+  .option('--no-wait', 'return once started')
+  .action(
+    async (
+      site: string,
+      opts: { profile: { name: string; version: string }; maxUnavailable: number; wait: boolean },
+    ) => {
+      const body = { profile: opts.profile, maxUnavailable: opts.maxUnavailable };
+      process.exitCode = await startSiteOperation(api(), site, 'patch', body, wait(opts));
+    },
+  );
+
+program
+  .command('upgrade <site>')
+  .description("upgrade a site's Kubernetes: control plane first, then workers; shows progress until done")
+  .requiredOption('--kubernetes-version <version>', 'e.g. v1.35.0')
+  .option('--no-wait', 'return once started')
+  .action(async (site: string, opts: { kubernetesVersion: string; wait: boolean }) => {
+    process.exitCode = await startSiteOperation(
+      api(),
+      site,
+      'upgrade',
+      { kubernetesVersion: opts.kubernetesVersion },
+      wait(opts),
+    );
+  });
+
+program
+  .command('status <site> <operation>')
+  .description('follow an operation of a site (install, patch, upgrade) until it ends; exit 0 when it completed')
+  .action(async (site: string, operation: string) => {
+    const path = `/v1/sites/${encodeURIComponent(site)}/operations/${encodeURIComponent(operation)}`;
+    process.exitCode = await follow(api(), path, { output: output() });
+  });
+
+program
+  .command('operations <site>')
+  .description("a site's operations, newest first")
+  .action(async (site: string) => {
+    await listSiteOperations(api(), site, output());
+  });
+
+const rolloutOptions = (c: Command) =>
+  c
+    .requiredOption('-l, --selector <labels>', 'the sites, by label: key=value[,key=value]', selector)
+    .requiredOption('--operation <op>', 'install | patch | upgrade')
+    .option('--profile <name@version>', 'for a patch', profileRef)
+    .option('--kubernetes-version <version>', 'for an upgrade')
+    .option('--max-concurrency <n>', 'sites at once', toInt('--max-concurrency'))
+    .option('--canary <sites>', 'sites done first, alone (comma-separated)', (v: string) => v.split(','))
+    .option('--max-failures <n>', 'failed sites tolerated before stopping or pausing', toInt('--max-failures'))
+    .option('--on-failure-limit <action>', 'stop | pause');
+
+type RolloutCli = {
+  selector: Record<string, string>;
+  operation: 'install' | 'patch' | 'upgrade';
+  profile?: { name: string; version: string };
+  kubernetesVersion?: string;
+  maxConcurrency?: number;
+  canary?: string[];
+  maxFailures?: number;
+  onFailureLimit?: 'stop' | 'pause';
+};
+
+const rollout = program.command('rollout').description('operations across many sites');
+rolloutOptions(rollout.command('start').description('start a rollout; shows progress until done'))
+  .option('--no-wait', 'return once started')
+  .action(async (opts: RolloutCli & { wait: boolean }) => {
+    process.exitCode = await startRollout(api(), opts, wait(opts));
+  });
+rollout
+  .command('status <id>')
+  .description("a rollout's progress; follows it until done")
+  .action(async (id: string) => {
+    process.exitCode = await follow(api(), `/v1/rollouts/${encodeURIComponent(id)}`, { output: output() });
+  });
+for (const action of ['pause', 'resume', 'cancel'] as const) {
+  rollout
+    .command(`${action} <id>`)
+    .description(`${action} a rollout`)
+    .action(async (id: string) => {
+      await rolloutAction(api(), id, action);
+    });
+}
+
+const schedule = program.command('schedule').description('scheduled rollouts (patch runs)');
+rolloutOptions(schedule.command('create <name>').description('run a rollout on a cron schedule (UTC)'))
+  .requiredOption('--cron <expr>', 'five-field cron, e.g. "0 2 * * 6" (repeatable)', collect)
+  .option('--paused', 'create it paused', false)
+  .action(async (name: string, opts: RolloutCli & { cron: string[]; paused: boolean }) => {
+    await createSchedule(api(), name, opts.cron, opts, { paused: opts.paused, output: output() });
+  });
+schedule
+  .command('get [name]')
+  .description('list schedules, or show one with its next runs')
+  .action(async (name: string | undefined) => {
+    await getSchedules(api(), name, output());
+  });
+for (const action of ['pause', 'unpause', 'delete'] as const) {
+  schedule
+    .command(`${action} <name>`)
+    .description(`${action} a schedule`)
+    .option('--note <text>', 'why (shown with the schedule)')
+    .action(async (name: string, opts: { note?: string }) => {
+      await scheduleAction(api(), name, action, opts.note);
+    });
+}
 
 try {
   await program.parseAsync();

@@ -1,16 +1,12 @@
 // Needs: the real Temporal dev server (tools cache). The activities are mocked: this test is about orchestration
 // (order, parallelism, compensations, cancellation, progress); the activities are tested against the real peers.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { ApplicationFailure, Context } from '@temporalio/activity';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { SitePlan } from '../../src/domain/plan.ts';
-import { SiteSpec } from '../../src/domain/site.ts';
-import { SoftwareProfileSpec } from '../../src/domain/software-profile.ts';
-import type { InventoryActivities, SiteActivities } from '../../src/workflows/site-activities.ts';
 import { siteInstall } from '../../src/workflows/index.ts';
 import { progress } from '../../src/workflows/progress.ts';
 import { recordHistory } from '../support/histories.ts';
+import { mockActivities, plan, type Script } from '../support/site-activities-mock.ts';
 import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
 
 let env: TestWorkflowEnvironment;
@@ -20,97 +16,6 @@ beforeAll(async () => {
 afterAll(async () => {
   await env.teardown();
 });
-
-const digest = (c: string) => c.repeat(64);
-const host = (i: number, role: 'control-plane' | 'worker') => ({
-  name: `host-${i}`,
-  role,
-  bmc: { address: `redfish://10.0.0.${i}/redfish/v1/Systems/${i}`, credentialsRef: { name: 'bmc' } },
-  bootMacAddress: `52:54:00:00:00:0${i}`,
-  ssh: { address: `10.1.0.${i}`, keyRef: { name: 'ssh' } },
-});
-
-function plan(provisioner: 'kubeadm' | 'cluster-api'): SitePlan {
-  return {
-    site: 'edge-01',
-    spec: SiteSpec.parse({
-      endpoints: {
-        ironicUrl: 'http://10.0.0.2:6385',
-        bpaUrl: 'http://10.0.0.2:9015',
-        bootstrapKubeconfigRef: { name: 'boot' },
-      },
-      cluster: { kubernetesVersion: 'v1.34.2', controlPlaneEndpoint: { host: '10.1.0.100' }, provisioner },
-      softwareProfile: { name: 'edge-base', version: '1.0.0' },
-      hosts: [host(1, 'control-plane'), host(2, 'worker'), host(3, 'worker')],
-    }),
-    profile: {
-      name: 'edge-base',
-      version: '1.0.0',
-      spec: SoftwareProfileSpec.parse({
-        version: '1.0.0',
-        osImage: { sha256: digest('a') },
-        binaryPackages: [
-          { name: 'containerd', version: '1.7.0', artifact: { sha256: digest('b') }, install: 'i', verify: 'v' },
-        ],
-        containerPackages: [{ name: 'multus', version: '4.0.0', chart: { sha256: digest('c') } }],
-      }),
-    },
-  };
-}
-
-interface Script {
-  plan: SitePlan;
-  /** Activity name (or name:host) that fails, non-retryably. */
-  failAt?: string;
-  /** Activity name (or name:host) that blocks until cancelled. */
-  blockAt?: string;
-}
-
-/** Mocked activities that log each call, in order, as "name" or "name:host". */
-function mockActivities(script: Script) {
-  const calls: string[] = [];
-  const statuses: unknown[] = [];
-  const act = async (call: string) => {
-    calls.push(call);
-    const name = call.split(':')[0] ?? call;
-    if (script.failAt === call || script.failAt === name) throw ApplicationFailure.nonRetryable(`${call} broke`);
-    if (script.blockAt === call || script.blockAt === name) {
-      for (;;) {
-        Context.current().heartbeat();
-        await Context.current().sleep(100);
-      }
-    }
-  };
-  const activities: InventoryActivities & SiteActivities = {
-    loadSitePlan: async () => (await act('loadSitePlan'), script.plan),
-    recordSiteStatus: async ({ status }) => void statuses.push(status),
-    recordHostState: async ({ host: h }) => act(`recordHostState:${h}`),
-    distributeArtifacts: async ({ sha256s }) => (await act('distributeArtifacts'), { uploaded: sha256s.length }),
-    provisionHost: async ({ host: h }) => {
-      await act(`provisionHost:${h.name}`);
-      return { host: h.name, node: `edge-01-${h.name}`, nodeUuid: 'u', provisionState: 'active' };
-    },
-    deprovisionHost: async ({ host: h }) => act(`deprovisionHost:${h}`),
-    rebootHost: async ({ host: h }) => act(`rebootHost:${h}`),
-    registerBareMetalHosts: async () => act('registerBareMetalHosts'),
-    waitHostsProvisioned: async () => act('waitHostsProvisioned'),
-    deleteBareMetalHosts: async () => act('deleteBareMetalHosts'),
-    applyClusterObjects: async () => act('applyClusterObjects'),
-    waitClusterProvisioned: async () => act('waitClusterProvisioned'),
-    deleteClusterObjects: async () => act('deleteClusterObjects'),
-    fetchClusterKubeconfig: async () => (await act('fetchClusterKubeconfig'), 'edge-01-kubeconfig'),
-    installPackages: async ({ hosts, packages }) => {
-      await act('installPackages');
-      return Object.fromEntries(hosts.map((h) => [h, Object.fromEntries(packages.map((p) => [p.name, p.version]))]));
-    },
-    rollbackPackages: async () => act('rollbackPackages'),
-    bringUpCluster: async () => (await act('bringUpCluster'), 'edge-01-kubeconfig'),
-    resetCluster: async () => act('resetCluster'),
-    installChart: async ({ chart }) => (await act(`installChart:${chart.name}`), { revision: 1 }),
-    uninstallChart: async ({ chart }) => act(`uninstallChart:${chart.name}`),
-  };
-  return { activities, calls, statuses };
-}
 
 async function run(script: Script, keepOnFailure = false, during?: (workflowId: string) => Promise<void>) {
   const taskQueue = uniqueName('install');
