@@ -72,7 +72,12 @@ describe('icnctl site operations', () => {
   it('installs a site, showing each step and host as it happens, and exits 0', async () => {
     const r = await run('install', 'edge-01');
     expect(r.code).toBe(0);
-    for (const line of ['provisioning hosts', 'host-1: provisioning', 'host-1: packages installed', 'siteInstall completed']) {
+    for (const line of [
+      'provisioning hosts',
+      'host-1: provisioning',
+      'host-1: packages installed',
+      'siteInstall completed',
+    ]) {
       expect(r.stdout).toContain(line);
     }
     const ops = await run('operations', 'edge-01');
