@@ -27,3 +27,17 @@ export type Artifact = z.infer<typeof Artifact>;
 /** How a profile names an artifact: by its content digest, the only identity that cannot drift. */
 export const ArtifactRef = z.strictObject({ sha256: Sha256 });
 export type ArtifactRef = z.infer<typeof ArtifactRef>;
+
+/** Free-form metadata as a query parameter: a JSON object of strings, e.g. {"arch":"amd64"}. */
+export const ArtifactMetadataQuery = z
+  .string()
+  .max(8192)
+  .transform((s, ctx) => {
+    try {
+      return JSON.parse(s) as unknown;
+    } catch {
+      ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
+      return z.NEVER;
+    }
+  })
+  .pipe(ArtifactSpec.shape.metadata);

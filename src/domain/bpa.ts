@@ -8,7 +8,7 @@ import { ArtifactSpec } from './artifact.ts';
 import { Sha256, SecretRef, SemVer } from './meta.ts';
 import { HostAddress } from './network.ts';
 import { ResourceName } from './names.ts';
-import { BinaryPackage } from './software-profile.ts';
+import { BinaryPackage, uniqueNames } from './software-profile.ts';
 
 /** An artifact the BPA holds, as it lists it. */
 export const BpaArtifact = ArtifactSpec.extend({ createdAt: z.string() });
@@ -42,16 +42,6 @@ export const JobId = z
   .min(1)
   .max(128)
   .regex(/^[A-Za-z0-9][A-Za-z0-9._-]*$/, 'must be letters, digits, ".", "_" or "-"');
-
-function uniqueNames(list: { name: string }[], field: string, ctx: z.RefinementCtx): void {
-  const seen = new Map<string, number>();
-  list.forEach((item, i) => {
-    const first = seen.get(item.name);
-    if (first !== undefined) {
-      ctx.addIssue({ code: 'custom', path: [field, i, 'name'], message: `duplicates ${field}[${first}].name` });
-    } else seen.set(item.name, i);
-  });
-}
 
 /**
  * Install: every package, in order, on every host. Rollback: each package listed (the version being given up) goes

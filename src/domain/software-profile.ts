@@ -28,7 +28,8 @@ export const ContainerPackage = z.strictObject({
 });
 export type ContainerPackage = z.infer<typeof ContainerPackage>;
 
-function uniqueNames(list: { name: string }[], field: string, ctx: z.RefinementCtx): void {
+/** Adds an issue naming each later duplicate of a name in `list` (refinements of profiles and BPA jobs). */
+export function uniqueNames(list: { name: string }[], field: string, ctx: z.RefinementCtx): void {
   const seen = new Map<string, number>();
   list.forEach((item, i) => {
     const first = seen.get(item.name);

@@ -15,6 +15,7 @@
  * Failures on demand: the `standin.icn.test/fail` annotation (value: the state that fails) on a BareMetalHost or a
  * Cluster, or the `failOn` option, set the error fields those controllers set.
  */
+import { fakeNode } from '../../deploy/dev/lab/kubernetes.ts';
 import { readFileSync } from 'node:fs';
 import { IronicClient } from '../../src/clients/ironic/index.ts';
 import { type KubeObject, KubernetesClient, type ObjectRef } from '../../src/clients/kubernetes/index.ts';
@@ -372,7 +373,7 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
     const have = new Set(existing.map((n) => n.metadata.name));
     for (const name of wanted) {
       if (have.has(name)) continue;
-      await kube.apply(fakeNode(name, role, owner, clusterName, version));
+      await kube.apply(clusterNode(name, role, owner, clusterName, version));
     }
   }
 
@@ -449,32 +450,21 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
   };
 }
 
-function fakeNode(
+function clusterNode(
   name: string,
   role: 'control-plane' | 'worker',
   owner: KubeObject,
   clusterName: string,
   version: string,
 ): KubeObject {
-  const resources = { cpu: '32', memory: '256Gi', pods: '110', 'ephemeral-storage': '1Ti' };
-  return {
-    apiVersion: 'v1',
-    kind: 'Node',
-    metadata: {
-      name,
-      annotations: { 'kwok.x-k8s.io/node': 'fake', 'node.alpha.kubernetes.io/ttl': '0' },
-      labels: {
-        'kubernetes.io/hostname': name,
-        'kubernetes.io/os': 'linux',
-        'kubernetes.io/arch': 'amd64',
-        type: 'kwok',
-        [clusterNameLabel]: clusterName,
-        [ownerLabel]: owner.metadata.name,
-        [ownerNamespaceLabel]: owner.metadata.namespace ?? '',
-        [managedLabel]: managedBy,
-        ...(role === 'control-plane' ? { 'node-role.kubernetes.io/control-plane': '' } : {}),
-      },
+  return fakeNode(name, {
+    kubeletVersion: version,
+    labels: {
+      [clusterNameLabel]: clusterName,
+      [ownerLabel]: owner.metadata.name,
+      [ownerNamespaceLabel]: owner.metadata.namespace ?? '',
+      [managedLabel]: managedBy,
+      ...(role === 'control-plane' ? { 'node-role.kubernetes.io/control-plane': '' } : {}),
     },
-    status: { capacity: resources, allocatable: resources, nodeInfo: { kubeletVersion: version } },
-  };
+  });
 }

@@ -214,8 +214,14 @@ async function start(ctx: LabContext): Promise<KubernetesLabInfo> {
   }
 }
 
-/** A node as kwok's docs describe one: the annotation marks it fake, capacity lets pods fit. */
-function fakeNode(name: string): KubeObject {
+/**
+ * A node as kwok's docs describe one: the annotation marks it fake, capacity lets pods fit. The Cluster-API stand-in
+ * makes its cluster's nodes with this too, adding its own labels and a kubelet version.
+ */
+export function fakeNode(
+  name: string,
+  extra: { labels?: Record<string, string>; kubeletVersion?: string } = {},
+): KubeObject {
   const resources = { cpu: '32', memory: '256Gi', pods: '110', 'ephemeral-storage': '1Ti' };
   return {
     apiVersion: 'v1',
@@ -228,9 +234,14 @@ function fakeNode(name: string): KubeObject {
         'kubernetes.io/os': 'linux',
         'kubernetes.io/arch': 'amd64',
         type: 'kwok',
+        ...extra.labels,
       },
     },
-    status: { capacity: resources, allocatable: resources },
+    status: {
+      capacity: resources,
+      allocatable: resources,
+      ...(extra.kubeletVersion !== undefined && { nodeInfo: { kubeletVersion: extra.kubeletVersion } }),
+    },
   };
 }
 

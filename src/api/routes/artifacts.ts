@@ -1,7 +1,7 @@
 import type { Readable } from 'node:stream';
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
-import { ArtifactSpec, ArtifactType } from '../../domain/artifact.ts';
+import { ArtifactMetadataQuery, ArtifactSpec, ArtifactType } from '../../domain/artifact.ts';
 import { Sha256 } from '../../domain/meta.ts';
 import { ResourceName } from '../../domain/names.ts';
 import type { Store } from '../../store/index.ts';
@@ -16,20 +16,7 @@ const UploadQuery = z.strictObject({
   version: ArtifactSpec.shape.version,
   sha256: Sha256,
   size: z.coerce.number().int().nonnegative(),
-  /** Free-form string metadata as a JSON object, e.g. {"arch":"amd64"}. */
-  metadata: z
-    .string()
-    .max(8192)
-    .transform((s, ctx) => {
-      try {
-        return JSON.parse(s) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
-        return z.NEVER;
-      }
-    })
-    .pipe(ArtifactSpec.shape.metadata)
-    .optional(),
+  metadata: ArtifactMetadataQuery.optional(),
 });
 
 /** `bytes=a-b`, `bytes=a-` or `bytes=-n` against a file of `size` bytes; undefined when unsatisfiable. */

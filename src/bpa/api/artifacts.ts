@@ -2,7 +2,7 @@ import type { Readable } from 'node:stream';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { z } from 'zod';
 import type { TokenAuthority } from '../../api/auth.ts';
-import { ArtifactSpec, ArtifactType } from '../../domain/artifact.ts';
+import { ArtifactMetadataQuery, ArtifactSpec, ArtifactType } from '../../domain/artifact.ts';
 import { BpaArtifact, UploadStatus } from '../../domain/bpa.ts';
 import { Sha256 } from '../../domain/meta.ts';
 import { ResourceName } from '../../domain/names.ts';
@@ -15,20 +15,7 @@ const UploadQuery = z.strictObject({
   name: ResourceName,
   version: ArtifactSpec.shape.version,
   size: z.coerce.number().int().nonnegative(),
-  /** Free-form string metadata as a JSON object, e.g. {"arch":"amd64"}. */
-  metadata: z
-    .string()
-    .max(8192)
-    .transform((s, ctx) => {
-      try {
-        return JSON.parse(s) as unknown;
-      } catch {
-        ctx.addIssue({ code: 'custom', message: 'must be a JSON object' });
-        return z.NEVER;
-      }
-    })
-    .pipe(ArtifactSpec.shape.metadata)
-    .optional(),
+  metadata: ArtifactMetadataQuery.optional(),
 });
 
 /** `bytes start-end/total`; undefined when the header is malformed. */
