@@ -5,16 +5,14 @@
  * of the values, so an attempt that finds its own revision deployed returns it instead of adding another.
  */
 import { createHash } from 'node:crypto';
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
+import { CancelledFailure, Context } from '@temporalio/activity';
 import { PeerError } from '../clients/errors.ts';
 import type { HelmClient, HistoryEntry, ReleaseStatus } from '../clients/helm/index.ts';
 import { valueStrings } from '../clients/helm/index.ts';
 import type { ContainerPackage } from '../domain/software-profile.ts';
 import type { SecretRepository } from '../store/secrets.ts';
 import { toActivityFailure } from './errors.ts';
+import { withKubeconfigFile } from './kubeconfig-file.ts';
 
 export interface AddonActivityDeps {
   /** A Helm client for a kubeconfig file; the file exists until the activity closes the client. */
@@ -91,34 +89,21 @@ export function createAddonActivities(deps: AddonActivityDeps) {
     secrets: string[] = [],
   ): Promise<T> {
     const ctx = Context.current();
-    let dir: string | undefined;
     let helm: HelmClient | undefined;
     const timer = setInterval(() => {
       ctx.heartbeat();
     }, heartbeatIntervalMs);
     try {
-      const secret = await deps.secrets.reveal(target.kubeconfigSecret);
-      const kubeconfig = secret.data.kubeconfig;
-      if (secret.type !== 'kubeconfig' || kubeconfig === undefined) {
-        throw ApplicationFailure.create({
-          type: 'Invalid',
-          message: `site "${target.site}": secret "${target.kubeconfigSecret}" is not a kubeconfig secret with a "kubeconfig" key`,
-          nonRetryable: true,
-        });
-      }
-      secrets.push(kubeconfig);
-      dir = await mkdtemp(join(tmpdir(), 'icn-kpm-'));
-      const file = join(dir, 'kubeconfig');
-      await writeFile(file, kubeconfig, { mode: 0o600 });
-      helm = deps.helm(file);
-      return await fn(helm, ctx.cancellationSignal);
+      return await withKubeconfigFile(deps.secrets, target.kubeconfigSecret, secrets, async (file) => {
+        helm = deps.helm(file);
+        return fn(helm, ctx.cancellationSignal);
+      });
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('activity cancelled');
       throw toActivityFailure(err, { secrets });
     } finally {
       clearInterval(timer);
       helm?.close();
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     }
   }
 

@@ -7,9 +7,6 @@
  * call that uses them; the application cluster's kubeconfig goes back into the store, and only its secret's name
  * leaves the activity.
  */
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { isNotFound, type KubeObject, type KubernetesClient, type ObjectRef } from '../clients/kubernetes/index.ts';
 import type { SecretRef } from '../domain/meta.ts';
@@ -17,6 +14,7 @@ import type { OsImage, SitePlan } from '../domain/plan.ts';
 import type { HostSpec, SiteSpec } from '../domain/site.ts';
 import type { SecretRepository } from '../store/secrets.ts';
 import { toActivityFailure } from './errors.ts';
+import { withKubeconfigFile } from './kubeconfig-file.ts';
 
 export interface ClusterActivityDeps {
   /** A client for a kubeconfig file (`kubernetesClient`); the file exists until the activity closes the client. */
@@ -151,27 +149,18 @@ export function createClusterActivities(deps: ClusterActivityDeps) {
     secrets: string[] = [],
   ): Promise<T> {
     const ctx = Context.current();
-    let dir: string | undefined;
     let kube: KubernetesClient | undefined;
     try {
       const name = await bootstrapRef(target);
-      const secret = await deps.secrets.reveal(name);
-      const kubeconfig = secret.data.kubeconfig;
-      if (secret.type !== 'kubeconfig' || kubeconfig === undefined) {
-        throw nonRetryable('Invalid', `secret "${name}" is not a kubeconfig secret with a "kubeconfig" key`);
-      }
-      secrets.push(kubeconfig);
-      dir = await mkdtemp(join(tmpdir(), 'icn-bootstrap-'));
-      const file = join(dir, 'kubeconfig');
-      await writeFile(file, kubeconfig, { mode: 0o600 });
-      kube = deps.kube(file);
-      return await fn(kube, ctx);
+      return await withKubeconfigFile(deps.secrets, name, secrets, async (file) => {
+        kube = deps.kube(file);
+        return fn(kube, ctx);
+      });
     } catch (err) {
       if (ctx.cancellationSignal.aborted) throw new CancelledFailure('activity cancelled');
       throw toActivityFailure(err, { secrets });
     } finally {
       kube?.close();
-      if (dir !== undefined) await rm(dir, { recursive: true, force: true });
     }
   }
 

@@ -5,28 +5,16 @@ import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Context } from '@temporalio/activity';
-import type { TestWorkflowEnvironment } from '@temporalio/testing';
-import type { Worker } from '@temporalio/worker';
-import type { Store } from '../../src/store/index.ts';
-import { buildTestApi, tokens } from '../support/api.ts';
+import { startApiStack, tokens } from '../support/api.ts';
 import { mockActivities, plan } from '../support/site-activities-mock.ts';
-import { openTestStore } from '../support/store.ts';
-import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
 
 const icnctl = fileURLToPath(new URL('../../src/cli/icnctl.ts', import.meta.url));
-let env: TestWorkflowEnvironment;
-let store: Store;
-let worker: Worker;
-let running: Promise<void>;
-let api: Awaited<ReturnType<typeof buildTestApi>>;
+let stack: Awaited<ReturnType<typeof startApiStack>>;
 let apiUrl: string;
 
 beforeAll(async () => {
-  env = await startTemporal();
-  store = await openTestStore('pglite');
-  const taskQueue = uniqueName('cli-ops');
   const mock = mockActivities({ plan: plan('kubeadm') });
-  worker = await createTestWorker(env, taskQueue, {
+  stack = await startApiStack({
     ...mock.activities,
     // Each site gets the mock plan under its own name; edge-slow's host-2 never finishes deploying.
     loadSitePlan: async (site: string) => ({ ...plan('kubeadm'), site }),
@@ -42,18 +30,13 @@ beforeAll(async () => {
       return mock.activities.provisionHost(input);
     },
   } as never);
-  running = worker.run();
-  api = await buildTestApi({ store, temporal: env.client, env: { ICN_TASK_QUEUE: taskQueue } });
-  apiUrl = await api.listen({ host: '127.0.0.1', port: 0 });
-  for (const name of ['edge-01', 'edge-02', 'edge-slow'])
-    await store.sites.create({ name, labels: { tier: 'edge' } }, {} as never);
+  apiUrl = await stack.api.listen({ host: '127.0.0.1', port: 0 });
+  for (const name of ['edge-01', 'edge-02', 'edge-slow']) {
+    await stack.store.sites.create({ name, labels: { tier: 'edge' } }, {} as never);
+  }
 });
 afterAll(async () => {
-  await api.close();
-  worker.shutdown();
-  await running;
-  await store.close();
-  await env.teardown();
+  await stack.stop();
 });
 
 async function run(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
@@ -94,7 +77,7 @@ describe('icnctl site operations', () => {
     expect((await run('install', 'edge-slow')).code).toBe(2);
     const following = run('status', 'edge-slow', 'install');
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    await env.client.workflow.getHandle('site/edge-slow/install').cancel();
+    await stack.env.client.workflow.getHandle('site/edge-slow/install').cancel();
     const followed = await following;
     expect(followed.code).toBe(1);
     expect(followed.stdout).toContain('host-2: provisioning');

@@ -35,10 +35,10 @@ export async function buildTestApi(opts: { store: Store; temporal?: Client; env?
  * The whole global controller of a test: the real Temporal dev server, a worker of the project's workflows on its own
  * task queue, an embedded store and the API, stopped together.
  */
-export async function startApiStack() {
+export async function startApiStack(activities?: Parameters<typeof createTestWorker>[2]) {
   const env = await startTemporal();
   const taskQueue = uniqueName('api');
-  const worker = await createTestWorker(env, taskQueue);
+  const worker = await createTestWorker(env, taskQueue, activities);
   const running = worker.run();
   const store = await openTestStore('pglite');
   const api = await buildTestApi({ store, temporal: env.client, env: { ICN_TASK_QUEUE: taskQueue } });
