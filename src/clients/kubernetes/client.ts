@@ -1,6 +1,6 @@
 /**
- * The typed Kubernetes client: server-side apply, reads, status patches, waits, deletes and Secrets, over one
- * kubeconfig. Every failure is a PeerError('kubernetes') that names the object and carries the server's words.
+ * The typed Kubernetes client: server-side apply, reads, status patches, waits, deletes, evictions and Secrets, over
+ * one kubeconfig. Every failure is a PeerError('kubernetes') that names the object and carries the server's words.
  */
 import { Discovery } from './discovery.ts';
 import { isConflict, isNotFound } from './errors.ts';
@@ -167,6 +167,26 @@ export class KubernetesClient {
     }
     const waitMs = opts.waitMs ?? 60_000;
     if (waitMs > 0) await this.waitForGone(ref, { timeoutMs: waitMs });
+  }
+
+  /**
+   * Evicts a pod through its Eviction subresource (policy/v1): a delete that PodDisruptionBudgets may refuse. A refusal
+   * is a retryable PeerError with reason TooManyRequests (429) carrying the server's words; a pod already gone is
+   * success.
+   */
+  async evict(namespace: string, name: string): Promise<void> {
+    const ref: ObjectRef = { apiVersion: 'v1', kind: 'Pod', namespace, name };
+    try {
+      await this.#transport.request({
+        method: 'POST',
+        path: await this.#discovery.path(ref, 'eviction'),
+        body: { apiVersion: 'policy/v1', kind: 'Eviction', metadata: { name, namespace } },
+        what: `evict ${describeRef(ref)}`,
+      });
+    } catch (err) {
+      if (isNotFound(err)) return;
+      throw err;
+    }
   }
 
   /** Resolves with the first observed state that satisfies `predicate` (undefined = absent). */

@@ -5,6 +5,17 @@ export { KubernetesClient, fieldManager, type ApplyOptions, type ListOptions } f
 export { isConflict, isNotFound } from './errors.ts';
 export type { WaitOptions } from './watch.ts';
 export {
+  cordonNode,
+  deleteNode,
+  drainNode,
+  findHostNode,
+  uncordonNode,
+  waitNodeReady,
+  type DrainOptions,
+  type DrainProgress,
+  type NodeObject,
+} from './nodes.ts';
+export {
   conditionsOf,
   describeRef,
   findCondition,
