@@ -1,48 +1,37 @@
 /**
- * BPM (Binary Provisioning Manager) activities: the global controller's side of a site's BPA. They run on the site's
- * task queue. Long waits are single heartbeating activities that resume from their heartbeat details: a retried
- * upload goes on from the BPA's offset, a retried wait goes back to the job it started instead of starting another.
+ * BPM (Binary Provisioning Manager) activities: the global controller's side of a site's BPA. The site's inventory
+ * says where its BPA is, which token it takes and how each host is reached; the hosts' SSH keys are handed to the BPA
+ * (write-only) before a job names them, so that no key ever travels in a workflow's input. Long waits are single
+ * heartbeating activities that resume from their heartbeat details: a retried upload goes on from the BPA's offset,
+ * a retried wait goes back to the job it started instead of starting another.
  */
 import { createHash } from 'node:crypto';
 import { ApplicationFailure, Context } from '@temporalio/activity';
-import { PeerError } from '../clients/errors.ts';
 import type { BpaClient } from '../clients/bpa/index.ts';
 import type { ArtifactSpec } from '../domain/artifact.ts';
-import type { ClusterSpec, ClusterStatus, InstallJob, InstallJobSpec, JobSummary } from '../domain/bpa.ts';
+import type { BpaHost, ClusterHost, InstallJob, JobSummary } from '../domain/bpa.ts';
+import { kubeconfigSecretName } from '../domain/plan.ts';
+import type { SiteSpec } from '../domain/site.ts';
+import type { BinaryPackage } from '../domain/software-profile.ts';
+import type { PackageActivities } from '../workflows/site-activities.ts';
+import { toActivityFailure } from './errors.ts';
 
 export interface BpmActivityDeps {
-  /** The BPA client of a site (its URL and token come from the site's endpoints and secrets). */
-  bpaFor: (site: string) => BpaClient | Promise<BpaClient>;
-  /** Where the central artifact store keeps an artifact's content. */
-  artifactPath: (sha256: string) => string;
-  /** Keeps a fetched kubeconfig as a Secret and returns its name; without it the kubeconfig itself is returned. */
-  saveKubeconfig?: (site: string, cluster: string, kubeconfig: string) => Promise<string>;
+  /** The site's spec (endpoints, hosts), read when the activity runs: a host added since is found. */
+  sites: { get(name: string): Promise<{ spec: SiteSpec }> };
+  secrets: {
+    reveal(name: string): Promise<{ type: string; data: Record<string, string> }>;
+    put(
+      meta: { name: string; labels?: Record<string, string> },
+      type: 'kubeconfig',
+      data: Record<string, string>,
+    ): Promise<unknown>;
+  };
+  /** An artifact's metadata and where the central store keeps its content. */
+  artifacts: { get(sha256: string): Promise<ArtifactSpec>; pathOf(sha256: string): string };
+  /** A BPA client for a URL and bearer token (`new BpaClient`); tests hand in the same. */
+  bpa: (url: string, token: string) => BpaClient;
   pollIntervalMs?: number;
-}
-
-export interface DistributeInput {
-  site: string;
-  /** What the site's profile needs; only what its BPA lacks is uploaded. */
-  artifacts: ArtifactSpec[];
-}
-
-export interface DistributeResult {
-  uploaded: string[];
-  present: string[];
-}
-
-export interface InstallJobInput {
-  site: string;
-  /** `id` makes the start idempotent; the activity derives one from its workflow and activity ids when absent. */
-  spec: InstallJobSpec;
-}
-
-export interface InstallJobResult {
-  jobId: string;
-  state: InstallJob['state'];
-  summary: JobSummary;
-  /** Only the failed hosts: a 1,000-host result stays small in the workflow's history. */
-  failedHosts: { host: string; error: string }[];
 }
 
 interface JobHeartbeat {
@@ -57,138 +46,258 @@ export function derivedJobId(raw: string): string {
   return `job-${createHash('sha256').update(raw).digest('hex').slice(0, 40)}`;
 }
 
-function lastHeartbeat(): JobHeartbeat | undefined {
-  return Context.current().info.heartbeatDetails as JobHeartbeat | undefined;
+/** The same job id on every attempt of one activity (workflow id + activity id), so a retried start joins it. */
+export function activityJobId(suffix = ''): string {
+  const info = Context.current().info;
+  return derivedJobId(`${info.workflowExecution?.workflowId ?? 'activity'}-${info.activityId}${suffix}`);
 }
 
-/** A PeerError becomes a failure Temporal retries or not as the peer said. */
-function asFailure(err: unknown): unknown {
-  if (err instanceof PeerError) {
-    return ApplicationFailure.create({
-      message: err.message,
-      type: `${err.peer}.${err.reason}`,
-      nonRetryable: !err.retryable,
-      cause: err,
+const siteLabel = 'icn.akraino.org/site';
+
+function nonRetryable(type: string, message: string): ApplicationFailure {
+  return ApplicationFailure.create({ type, message, nonRetryable: true });
+}
+
+/** How activities reach a site's BPA: its client, its hosts, its jobs. Shared by the BPM and host activities. */
+export function bpaAccess(deps: BpmActivityDeps) {
+  const pollMs = deps.pollIntervalMs ?? 2000;
+
+  /** The site's BPA, with the token its inventory references; the token itself stays in this process. */
+  async function siteBpa(site: string, bpaUrl: string): Promise<{ bpa: BpaClient; spec: SiteSpec; token: string }> {
+    const { spec } = await deps.sites.get(site);
+    const ref = spec.endpoints.bpaTokenRef;
+    if (!ref) throw nonRetryable('Invalid', `site "${site}" has no endpoints.bpaTokenRef: the BPM cannot call its BPA`);
+    const secret = await deps.secrets.reveal(ref.name);
+    const token = secret.data.token;
+    if (secret.type !== 'token' || token === undefined) {
+      throw nonRetryable('Invalid', `site "${site}": secret "${ref.name}" is not a token secret with a "token" key`);
+    }
+    return { bpa: deps.bpa(bpaUrl, token), spec, token };
+  }
+
+  /**
+   * The named hosts as the BPA reaches them, their SSH keys handed to it first (PUT is idempotent): a key rotated
+   * in the inventory reaches the BPA on the next operation.
+   */
+  async function bpaHosts(site: string, spec: SiteSpec, bpa: BpaClient, names: string[]): Promise<ClusterHost[]> {
+    const hosts = names.map((name) => {
+      const host = spec.hosts.find((h) => h.name === name);
+      if (!host) throw nonRetryable('Invalid', `site "${site}" has no host "${name}"`);
+      return host;
     });
-  }
-  return err;
-}
-
-export function createBpmActivities(deps: BpmActivityDeps | undefined) {
-  const pollMs = deps?.pollIntervalMs ?? 2000;
-  const configured = (): BpmActivityDeps => {
-    if (!deps) {
-      throw ApplicationFailure.nonRetryable('this worker has no BPM configured (BPA clients)', 'bpm.NotConfigured');
-    }
-    return deps;
-  };
-
-  async function waitForJob(bpa: BpaClient, jobId: string): Promise<InstallJob> {
-    for (;;) {
-      const job = await bpa.getJob(jobId);
-      if (!job) throw ApplicationFailure.nonRetryable(`the BPA lost job ${jobId}`, 'bpa.JobNotFound');
-      Context.current().heartbeat({ jobId, summary: job.summary } satisfies JobHeartbeat);
-      if (job.state === 'succeeded' || job.state === 'failed') return job;
-      await Context.current().sleep(pollMs);
-    }
-  }
-
-  return {
-    /** Uploads to the site's BPA the artifacts it lacks; a broken upload resumes where the BPA stands. */
-    async distributeArtifacts(input: DistributeInput): Promise<DistributeResult> {
-      const { bpaFor, artifactPath } = configured();
-      try {
-        const bpa = await bpaFor(input.site);
-        const held = new Set((await bpa.listArtifacts()).map((a) => a.sha256));
-        const result: DistributeResult = { uploaded: [], present: [] };
-        for (const artifact of input.artifacts) {
-          if (held.has(artifact.sha256)) {
-            result.present.push(artifact.sha256);
-            continue;
-          }
-          Context.current().heartbeat({ sha256: artifact.sha256, offset: 0 });
-          await bpa.uploadArtifact(artifact, artifactPath(artifact.sha256), {
-            onProgress: (offset) => {
-              Context.current().heartbeat({ sha256: artifact.sha256, offset });
-            },
-          });
-          held.add(artifact.sha256);
-          result.uploaded.push(artifact.sha256);
-        }
-        return result;
-      } catch (err) {
-        throw asFailure(err);
-      }
-    },
-
-    /** Starts an install (or rollback) job on the site's BPA, or finds the one it started, and waits for its end. */
-    async runInstallJob(input: InstallJobInput): Promise<InstallJobResult> {
-      const { bpaFor } = configured();
-      try {
-        const bpa = await bpaFor(input.site);
-        const info = Context.current().info;
-        let jobId = lastHeartbeat()?.jobId;
-        if (jobId === undefined) {
-          jobId =
-            input.spec.id ?? derivedJobId(`${info.workflowExecution?.workflowId ?? 'activity'}-${info.activityId}`);
-          await bpa.startJob({ ...input.spec, id: jobId });
-          Context.current().heartbeat({ jobId } satisfies JobHeartbeat);
-        }
-        const job = await waitForJob(bpa, jobId);
-        return {
-          jobId,
-          state: job.state,
-          summary: job.summary,
-          failedHosts: job.hosts
-            .filter((h) => h.state === 'failed')
-            .map((h) => ({ host: h.host, error: h.error ?? job.error ?? 'failed' })),
-        };
-      } catch (err) {
-        throw asFailure(err);
-      }
-    },
-
-    /** kubeadm bring-up through the BPA: starts it (once per cluster name) and waits for it. */
-    async bringUpCluster(input: { site: string; spec: ClusterSpec }): Promise<ClusterStatus> {
-      const { bpaFor } = configured();
-      try {
-        const bpa = await bpaFor(input.site);
-        const status = await bpa.startCluster(input.spec);
-        await waitForJob(bpa, status.jobId);
-        const done = await bpa.getCluster(input.spec.name);
-        if (!done) throw ApplicationFailure.nonRetryable(`the BPA lost cluster ${input.spec.name}`, 'bpa.NotFound');
-        if (done.state === 'failed') {
-          throw ApplicationFailure.nonRetryable(
-            `bringing up ${input.spec.name} failed: ${done.error ?? 'see the BPA'}`,
-            'bpa.ClusterFailed',
+    const revealed: string[] = [];
+    try {
+      for (const keyName of new Set(hosts.map((h) => h.ssh.keyRef.name))) {
+        const key = await deps.secrets.reveal(keyName);
+        const privateKey = key.data.privateKey;
+        if (key.type !== 'ssh-key' || privateKey === undefined) {
+          throw nonRetryable(
+            'Invalid',
+            `site "${site}": secret "${keyName}" is not an ssh-key secret with a privateKey`,
           );
         }
-        return done;
+        revealed.push(privateKey, ...(key.data.passphrase === undefined ? [] : [key.data.passphrase]));
+        await bpa.putSecret(keyName, {
+          type: 'ssh-key',
+          stringData: {
+            privateKey,
+            ...(key.data.passphrase !== undefined && { passphrase: key.data.passphrase }),
+          },
+        });
+      }
+    } catch (err) {
+      throw toActivityFailure(err, { secrets: revealed });
+    }
+    return hosts.map((h): ClusterHost => ({
+      name: h.name,
+      address: h.ssh.address,
+      port: h.ssh.port,
+      user: h.ssh.user,
+      keyRef: { name: h.ssh.keyRef.name },
+      role: h.role,
+    }));
+  }
+
+  async function waitForJob(
+    bpa: BpaClient,
+    jobId: string,
+    beat: (job: InstallJob) => void = (job) => {
+      Context.current().heartbeat({ jobId, summary: job.summary } satisfies JobHeartbeat);
+    },
+  ): Promise<InstallJob> {
+    const ctx = Context.current();
+    for (;;) {
+      const job = await bpa.getJob(jobId);
+      if (!job) throw nonRetryable('bpa.JobNotFound', `the BPA lost job ${jobId}`);
+      beat(job);
+      if (job.state === 'succeeded' || job.state === 'failed') return job;
+      await ctx.sleep(pollMs);
+    }
+  }
+
+  /**
+   * Starts the job `jobId` (unless an earlier attempt did: the id is derived from the activity, the same on every
+   * attempt) and waits for its end, heartbeating each poll through `beat`.
+   */
+  async function runJob(
+    bpa: BpaClient,
+    jobId: string,
+    spec: { action: 'install' | 'rollback'; hosts: BpaHost[]; packages: BinaryPackage[] },
+  ): Promise<InstallJob> {
+    // A cluster host's role is not part of an install job (the BPA refuses unknown fields).
+    const hosts = spec.hosts.map(({ name, address, port, user, keyRef }) => ({ name, address, port, user, keyRef }));
+    if (!(await bpa.getJob(jobId))) await bpa.startJob({ id: jobId, ...spec, hosts });
+    return waitForJob(bpa, jobId);
+  }
+
+  function jobFailure(site: string, what: string, job: InstallJob): ApplicationFailure {
+    const failed = job.hosts.filter((h) => h.state === 'failed');
+    const detail = failed.map((h) => `${h.host}: ${h.error ?? 'failed'}`).join('; ');
+    return ApplicationFailure.create({
+      type: 'PackagesFailed',
+      message: `${what} on site "${site}" failed on ${failed.length} host(s): ${detail || (job.error ?? 'see the BPA')}`,
+      nonRetryable: true,
+      details: [{ jobId: job.id, failedHosts: failed.map((h) => h.host) }],
+    });
+  }
+
+  /** Each host's versions after a job: what it installed or already had. */
+  function versionsOf(job: InstallJob): Record<string, Record<string, string>> {
+    return Object.fromEntries(
+      job.hosts.map((h) => [
+        h.host,
+        Object.fromEntries(h.packages.filter((p) => p.outcome !== 'failed').map((p) => [p.name, p.version])),
+      ]),
+    );
+  }
+
+  async function waitClusterGone(bpa: BpaClient, name: string): Promise<void> {
+    const ctx = Context.current();
+    for (;;) {
+      const cluster = await bpa.getCluster(name);
+      if (!cluster) return;
+      ctx.heartbeat({ resetting: name, state: cluster.state });
+      if (cluster.state === 'failed') {
+        throw nonRetryable('bpa.ResetFailed', `resetting cluster ${name} failed: ${cluster.error ?? 'see the BPA'}`);
+      }
+      await ctx.sleep(pollMs);
+    }
+  }
+
+  return { siteBpa, bpaHosts, waitForJob, runJob, jobFailure, versionsOf, waitClusterGone, pollMs };
+}
+
+export type BpaAccess = ReturnType<typeof bpaAccess>;
+
+export function createBpmActivities(deps: BpmActivityDeps) {
+  const { siteBpa, bpaHosts, waitForJob, runJob, jobFailure, versionsOf, waitClusterGone } = bpaAccess(deps);
+  const activities: PackageActivities = {
+    async distributeArtifacts(input) {
+      try {
+        const { bpa } = await siteBpa(input.site, input.bpaUrl);
+        const held = new Set((await bpa.listArtifacts()).map((a) => a.sha256));
+        let uploaded = 0;
+        for (const sha256 of new Set(input.sha256s)) {
+          if (held.has(sha256)) continue;
+          const spec = await deps.artifacts.get(sha256);
+          Context.current().heartbeat({ sha256, offset: 0 });
+          await bpa.uploadArtifact(spec, deps.artifacts.pathOf(sha256), {
+            onProgress: (offset) => {
+              Context.current().heartbeat({ sha256, offset });
+            },
+          });
+          uploaded++;
+        }
+        return { uploaded };
       } catch (err) {
-        throw asFailure(err);
+        throw toActivityFailure(err);
       }
     },
 
-    /**
-     * The cluster's admin kubeconfig: kept as a Secret (its name is returned) when the worker can, so that it does
-     * not sit in the workflow's history even encrypted.
-     */
-    async fetchKubeconfig(input: {
-      site: string;
-      cluster: string;
-    }): Promise<{ secretName?: string; kubeconfig?: string }> {
-      const { bpaFor, saveKubeconfig } = configured();
+    async installPackages(input) {
       try {
-        const bpa = await bpaFor(input.site);
-        const kubeconfig = await bpa.kubeconfig(input.cluster);
-        if (kubeconfig === undefined) {
-          throw ApplicationFailure.retryable(`the BPA has no kubeconfig for ${input.cluster} yet`, 'bpa.NotReady');
-        }
-        if (saveKubeconfig) return { secretName: await saveKubeconfig(input.site, input.cluster, kubeconfig) };
-        return { kubeconfig };
+        const { bpa, spec } = await siteBpa(input.site, input.bpaUrl);
+        const hosts = await bpaHosts(input.site, spec, bpa, input.hosts);
+        const job = await runJob(bpa, activityJobId(), { action: 'install', hosts, packages: input.packages });
+        if (job.state === 'failed') throw jobFailure(input.site, 'installing packages', job);
+        return versionsOf(job);
       } catch (err) {
-        throw asFailure(err);
+        throw toActivityFailure(err);
+      }
+    },
+
+    async rollbackPackages(input) {
+      try {
+        if (input.packages.length === 0) return;
+        const { bpa, spec } = await siteBpa(input.site, input.bpaUrl);
+        const hosts = await bpaHosts(input.site, spec, bpa, input.hosts);
+        const job = await runJob(bpa, activityJobId(), { action: 'rollback', hosts, packages: input.packages });
+        if (job.state === 'failed') throw jobFailure(input.site, 'rolling packages back', job);
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async bringUpCluster(input) {
+      try {
+        const { bpa, spec } = await siteBpa(input.site, input.bpaUrl);
+        const hosts = await bpaHosts(input.site, spec, bpa, input.hosts ?? spec.hosts.map((h) => h.name));
+        const status = await bpa.startCluster({
+          name: input.site,
+          kubernetesVersion: input.kubernetesVersion,
+          controlPlaneEndpoint: spec.cluster.controlPlaneEndpoint,
+          podCidr: spec.cluster.podCidr,
+          serviceCidr: spec.cluster.serviceCidr,
+          hosts,
+          packages: input.packages,
+        });
+        const job = await waitForJob(bpa, status.jobId);
+        const done = await bpa.getCluster(input.site);
+        if (job.state === 'failed' || done?.state === 'failed') {
+          throw nonRetryable(
+            'bpa.ClusterFailed',
+            `bringing up the cluster of site "${input.site}" failed: ${done?.error ?? job.error ?? 'see the BPA'}`,
+          );
+        }
+        const kubeconfig = await bpa.kubeconfig(input.site);
+        if (kubeconfig === undefined) {
+          throw ApplicationFailure.retryable(`the BPA has no kubeconfig for ${input.site} yet`, 'bpa.NotReady');
+        }
+        const name = kubeconfigSecretName(input.site);
+        await deps.secrets.put({ name, labels: { [siteLabel]: input.site } }, 'kubeconfig', { kubeconfig });
+        return name;
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async upgradeKubeadmCluster(input) {
+      try {
+        const { bpa } = await siteBpa(input.site, input.bpaUrl);
+        const status = await bpa.upgradeCluster(input.site, {
+          kubernetesVersion: input.kubernetesVersion,
+          ...(input.packages.length > 0 && { packages: input.packages }),
+        });
+        const job = await waitForJob(bpa, status.jobId);
+        if (job.state === 'failed') {
+          throw nonRetryable(
+            'bpa.UpgradeFailed',
+            `upgrading the cluster of site "${input.site}" to ${input.kubernetesVersion} failed: ${job.error ?? 'see the BPA'}`,
+          );
+        }
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async resetCluster(input) {
+      try {
+        const { bpa } = await siteBpa(input.site, input.bpaUrl);
+        if (await bpa.resetCluster(input.site)) await waitClusterGone(bpa, input.site);
+      } catch (err) {
+        throw toActivityFailure(err);
       }
     },
   };
+  return activities;
 }

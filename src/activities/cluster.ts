@@ -10,7 +10,7 @@
 import { ApplicationFailure, CancelledFailure, Context } from '@temporalio/activity';
 import { isNotFound, type KubeObject, type KubernetesClient, type ObjectRef } from '../clients/kubernetes/index.ts';
 import type { SecretRef } from '../domain/meta.ts';
-import type { OsImage, SitePlan } from '../domain/plan.ts';
+import { kubeconfigSecretName, type OsImage, type SitePlan } from '../domain/plan.ts';
 import type { HostSpec, SiteSpec } from '../domain/site.ts';
 import type { SecretRepository } from '../store/secrets.ts';
 import { toActivityFailure } from './errors.ts';
@@ -63,8 +63,6 @@ export const clusterNames = (site: string) => ({
   kubeconfigSecret: `${site}-kubeconfig`,
 });
 export const bmcSecretName = (host: string): string => `${host}-bmc-secret`;
-/** The inventory secret the application cluster's kubeconfig is stored under. */
-export const kubeconfigSecretName = (site: string): string => `${site}-kubeconfig`;
 
 const siteLabel = 'icn.akraino.org/site';
 const roleLabel = 'icn.akraino.org/role';
@@ -182,6 +180,26 @@ export function createClusterActivities(deps: ClusterActivityDeps) {
     name,
     namespace: siteNamespace(site),
   });
+
+  /** A BareMetalHost deleted and gone (deprovisioned), then its BMC Secret. */
+  async function removeHost(kube: KubernetesClient, ctx: Context, site: string, host: string): Promise<void> {
+    const target = ref('host', site, host);
+    await kube.delete(target, { waitMs: 0 });
+    await waitObject(
+      kube,
+      ctx,
+      target,
+      (o) => o === undefined,
+      'deleted',
+      (o) => {
+        ctx.heartbeat({ host, state: o === undefined ? 'gone' : hostState(o) });
+      },
+    );
+    await kube.delete(
+      { apiVersion: 'v1', kind: 'Secret', name: bmcSecretName(host), namespace: siteNamespace(site) },
+      { waitMs: 0 },
+    );
+  }
 
   async function ensureNamespace(kube: KubernetesClient, site: string): Promise<void> {
     await kube.apply({
@@ -373,36 +391,24 @@ export function createClusterActivities(deps: ClusterActivityDeps) {
         async (kube, ctx) => {
           const hb = heartbeats(ctx, heartbeatIntervalMs, { deleting: plan.spec.hosts.map((h) => h.name) });
           try {
-            await Promise.all(
-              plan.spec.hosts.map(async (host) => {
-                const target = ref('host', plan.site, host.name);
-                await kube.delete(target, { waitMs: 0 });
-                await waitObject(
-                  kube,
-                  ctx,
-                  target,
-                  (o) => o === undefined,
-                  'deleted',
-                  (o) => {
-                    ctx.heartbeat({ host: host.name, state: o === undefined ? 'gone' : hostState(o) });
-                  },
-                );
-                await kube.delete(
-                  {
-                    apiVersion: 'v1',
-                    kind: 'Secret',
-                    name: bmcSecretName(host.name),
-                    namespace: siteNamespace(plan.site),
-                  },
-                  { waitMs: 0 },
-                );
-              }),
-            );
+            await Promise.all(plan.spec.hosts.map((host) => removeHost(kube, ctx, plan.site, host.name)));
           } finally {
             hb.stop();
           }
         },
       );
+    },
+
+    /** One host leaving an installed site: metal3 deprovisions it as its BareMetalHost goes. */
+    removeBareMetalHost: async (input: SiteTarget & { host: string }): Promise<void> => {
+      await onBootstrap(input, async (kube, ctx) => {
+        const hb = heartbeats(ctx, heartbeatIntervalMs, { deleting: [input.host] });
+        try {
+          await removeHost(kube, ctx, input.site, input.host);
+        } finally {
+          hb.stop();
+        }
+      });
     },
 
     /** The workload cluster's objects, sized from the plan's hosts; applying again changes nothing. */

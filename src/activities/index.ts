@@ -1,13 +1,11 @@
-import { type BpmActivityDeps, createBpmActivities } from './bpm.ts';
 import { createHealthActivities, type HealthActivityDeps } from './health.ts';
 
-export type ActivityDeps = HealthActivityDeps & { bpm?: BpmActivityDeps };
+export type ActivityDeps = HealthActivityDeps;
 
-/** Every activity of the project, made from the clients it needs so that tests inject real or lab peers. */
+/** The activities every worker has (health probes); the site sagas' come from createSiteActivities. */
 export function createActivities(deps: ActivityDeps) {
   return {
     ...createHealthActivities(deps),
-    ...createBpmActivities(deps.bpm),
   };
 }
 

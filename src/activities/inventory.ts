@@ -5,7 +5,7 @@
  * read-modify-write would lose all but one of them.
  */
 import { isDeepStrictEqual } from 'node:util';
-import { SitePlan } from '../domain/plan.ts';
+import { InstalledSitePlan, PatchPlan, SitePlan } from '../domain/plan.ts';
 import { type SiteSpec, SiteStatus } from '../domain/site.ts';
 import { type Store, StoreError } from '../store/index.ts';
 import { ResourceRepository } from '../store/resources.ts';
@@ -58,6 +58,70 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
           site,
           spec: stored.spec,
           profile: { name: ref.name, version: ref.version, spec: profile.spec },
+        });
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async loadPatchPlan(input: {
+      site: string;
+      profile: { name: string; version: string };
+      workflowId: string;
+    }): Promise<PatchPlan> {
+      try {
+        const stored = await deps.store.sites.get(input.site);
+        const installed = stored.status?.installedProfile;
+        if (!installed) {
+          throw new StoreError(
+            'Invalid',
+            `site "${input.site}" has no installed profile: install it before patching`,
+            'status.installedProfile',
+          );
+        }
+        const [from, to] = await Promise.all([
+          deps.store.profiles.get(installed.name, installed.version),
+          deps.store.profiles.get(input.profile.name, input.profile.version),
+        ]);
+        const plan = PatchPlan.parse({
+          plan: { site: input.site, spec: stored.spec, profile: { ...input.profile, spec: to.spec } },
+          installed: { ...installed, spec: from.spec },
+        });
+        await updateStatus(input.site, (current) => ({
+          ...current,
+          phase: 'Patching',
+          operation: { workflowId: input.workflowId, type: 'patch' },
+        }));
+        return plan;
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async loadInstalledPlan(site: string): Promise<InstalledSitePlan> {
+      try {
+        const stored = await deps.store.sites.get(site);
+        const installed = stored.status?.installedProfile;
+        if (!installed || stored.status?.phase === 'Installing') {
+          throw new StoreError('Invalid', `site "${site}" is not installed yet`, 'status.installedProfile');
+        }
+        const profile = await deps.store.profiles.get(installed.name, installed.version);
+        return InstalledSitePlan.parse({
+          plan: { site, spec: stored.spec, profile: { ...installed, spec: profile.spec } },
+          installedHosts: Object.keys(stored.status?.hosts ?? {}).sort(),
+          kubernetesVersion: stored.status?.kubernetesVersion ?? stored.spec.cluster.kubernetesVersion,
+        });
+      } catch (err) {
+        throw toActivityFailure(err);
+      }
+    },
+
+    async forgetHost(input: { site: string; host: string }): Promise<void> {
+      try {
+        await updateStatus(input.site, (current) => {
+          const hosts = { ...current?.hosts };
+          delete hosts[input.host];
+          return { ...current, phase: current?.phase ?? 'Pending', hosts };
         });
       } catch (err) {
         throw toActivityFailure(err);

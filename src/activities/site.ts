@@ -1,15 +1,13 @@
+import { BpaClient } from '../clients/bpa/index.ts';
 import type { HelmClient } from '../clients/helm/index.ts';
 import type { IronicClient } from '../clients/ironic/index.ts';
 import type { KubernetesClient } from '../clients/kubernetes/index.ts';
 import type { Store } from '../store/index.ts';
-import type {
-  AddonActivities,
-  ClusterActivities,
-  InventoryActivities,
-  ProvisioningActivities,
-} from '../workflows/site-activities.ts';
+import type { InventoryActivities, SiteActivities } from '../workflows/site-activities.ts';
 import { createAddonActivities } from './addons.ts';
+import { bpaAccess, type BpmActivityDeps, createBpmActivities } from './bpm.ts';
 import { createClusterActivities } from './cluster.ts';
+import { createHostActivities } from './hosts.ts';
 import { createInventoryActivities } from './inventory.ts';
 import { createProvisioningActivities } from './provisioning.ts';
 
@@ -19,16 +17,31 @@ export interface SitePeers {
   ironic: (url: string) => IronicClient;
   kube: (kubeconfigPath: string) => KubernetesClient;
   helm: (kubeconfigPath: string) => HelmClient;
+  /** A site's BPA; the real client by default. */
+  bpa?: (url: string, token: string) => BpaClient;
+  /** How often the BPM polls a BPA job (default 2 s). */
+  bpaPollIntervalMs?: number;
 }
 
 /**
- * The activities of the site sagas but the BPA's, checked against the contract the workflows are written to: a
- * mismatch is a type error here, not a failed activity in production.
+ * The activities of the site sagas, checked against the contract the workflows are written to: a mismatch is a
+ * type error here, not a failed activity in production.
  */
 export function createSiteActivities(peers: SitePeers) {
   const { store } = peers;
+  const inventory = createInventoryActivities({ store });
+  const bpmDeps: BpmActivityDeps = {
+    sites: store.sites,
+    secrets: store.secrets,
+    artifacts: {
+      get: (sha256) => store.artifacts.get(sha256),
+      pathOf: (sha256) => store.artifacts.files.pathOf(sha256),
+    },
+    bpa: peers.bpa ?? ((url, token) => new BpaClient({ url, token })),
+    ...(peers.bpaPollIntervalMs !== undefined && { pollIntervalMs: peers.bpaPollIntervalMs }),
+  };
   const activities = {
-    ...createInventoryActivities({ store }),
+    ...inventory,
     ...createProvisioningActivities({ ironic: peers.ironic, secrets: store.secrets }),
     ...createClusterActivities({ kube: peers.kube, secrets: store.secrets, sites: store.sites }),
     ...createAddonActivities({
@@ -36,6 +49,15 @@ export function createSiteActivities(peers: SitePeers) {
       secrets: store.secrets,
       chartPath: (sha256) => store.artifacts.files.pathOf(sha256),
     }),
+    ...createBpmActivities(bpmDeps),
+    ...createHostActivities({
+      kube: peers.kube,
+      ironic: peers.ironic,
+      secrets: store.secrets,
+      sites: store.sites,
+      bpa: bpaAccess(bpmDeps),
+      recordHostState: (input) => inventory.recordHostState(input),
+    }),
   };
-  return activities satisfies InventoryActivities & ProvisioningActivities & ClusterActivities & AddonActivities;
+  return activities satisfies InventoryActivities & SiteActivities;
 }

@@ -19,6 +19,7 @@ import { codecRoutes } from './routes/codec.ts';
 import { artifactRoutes } from './routes/artifacts.ts';
 import { healthRoutes } from './routes/health.ts';
 import { operationRoutes } from './routes/operations.ts';
+import { siteOperationStarter } from './site-operations.ts';
 import { scheduleRoutes } from './routes/schedules.ts';
 import { profileRoutes } from './routes/profiles.ts';
 import { secretRoutes } from './routes/secrets.ts';
@@ -59,7 +60,14 @@ export async function buildApi(deps: ApiDeps) {
 
   const auth = new TokenAuthority(deps.config.api.tokens);
   await app.register(healthRoutes(deps.temporal));
-  await app.register(siteRoutes({ store: deps.store, auth }));
+  const startSiteOperation = siteOperationStarter({
+    store: deps.store,
+    temporal: deps.temporal,
+    taskQueue: deps.config.taskQueue,
+  });
+  await app.register(
+    siteRoutes({ store: deps.store, auth, startReconcile: (site) => startSiteOperation(site, 'reconcile', {}) }),
+  );
   await app.register(profileRoutes({ store: deps.store, auth }));
   await app.register(artifactRoutes({ store: deps.store, auth }));
   await app.register(secretRoutes({ store: deps.store, auth }));

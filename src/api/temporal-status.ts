@@ -7,7 +7,7 @@ import {
 import {
   type OperationProgress,
   type OperationStatus,
-  OperationType,
+  SiteOperationType,
   progressQuery,
   siteOperationId,
 } from '../domain/operations.ts';
@@ -58,7 +58,7 @@ export async function runningOperations(
   site: string,
 ): Promise<{ workflowId: string; type: string }[]> {
   const described = await Promise.all(
-    OperationType.options.map((op) =>
+    SiteOperationType.options.map((op) =>
       temporal.workflow
         .getHandle(siteOperationId(site, op))
         .describe()

@@ -233,8 +233,18 @@ program
   });
 
 program
+  .command('reconcile <site>')
+  .description("bring an installed site's hosts in line with its spec: new hosts joined, removed ones taken out")
+  .option('--no-wait', 'return once started')
+  .action(async (site: string, opts: { wait: boolean }) => {
+    process.exitCode = await startSiteOperation(api(), site, 'reconcile', {}, wait(opts));
+  });
+
+program
   .command('status <site> <operation>')
-  .description('follow an operation of a site (install, patch, upgrade) until it ends; exit 0 when it completed')
+  .description(
+    'follow an operation of a site (install, patch, upgrade, reconcile) until it ends; exit 0 when it completed',
+  )
   .action(async (site: string, operation: string) => {
     const path = `/v1/sites/${encodeURIComponent(site)}/operations/${encodeURIComponent(operation)}`;
     process.exitCode = await follow(api(), path, { output: output() });

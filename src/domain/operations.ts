@@ -6,6 +6,10 @@ import { ProfileRef } from './site.ts';
 export const OperationType = z.enum(['install', 'patch', 'upgrade']);
 export type OperationType = z.infer<typeof OperationType>;
 
+/** Every operation that changes one site; `reconcile` brings its hosts in line with its spec (hosts added, removed). */
+export const SiteOperationType = z.enum([...OperationType.options, 'reconcile']);
+export type SiteOperationType = z.infer<typeof SiteOperationType>;
+
 export const InstallRequest = z.strictObject({
   /** Leave what was built in place when a step fails, for diagnosis, instead of compensating. */
   keepOnFailure: z.boolean().default(false),
@@ -22,24 +26,94 @@ export type PatchRequest = z.infer<typeof PatchRequest>;
 export const UpgradeRequest = z.strictObject({ kubernetesVersion: SemVer });
 export type UpgradeRequest = z.infer<typeof UpgradeRequest>;
 
-const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, 'must be HH:MM (24 h, UTC)');
+const hhmm = z.string().regex(/^([01]\d|2[0-3]):[0-5]\d$/, "must be HH:MM (24 h, in each site's own time zone)");
 
-export const RolloutStrategy = z.strictObject({
-  maxConcurrency: z.number().int().min(1).max(10_000).default(10),
-  /** Sites done first, alone; the rest start only once they all succeeded. */
-  canarySites: z.array(ResourceName).max(100).default([]),
-  maxFailures: z.number().int().min(0).default(0),
-  /** Past maxFailures: stop (cancel the rest) or pause (wait for an operator's resume). */
-  onFailureLimit: z.enum(['stop', 'pause']).default('pause'),
-  maintenanceWindow: z.strictObject({ start: hhmm, end: hhmm }).optional(),
-});
+/** A count of sites, or a share of the selected sites such as "10%" (rounded down). */
+export const FailureBudget = z.union(
+  [z.number().int().min(0), z.string().regex(/^(100|\d{1,2}(\.\d+)?)%$/)],
+  'must be a count of sites (0 or more) or a share such as "10%"',
+);
+export type FailureBudget = z.infer<typeof FailureBudget>;
+
+export const MaintenanceWindow = z
+  .strictObject({ start: hhmm, end: hhmm })
+  .refine((w) => w.start !== w.end, { message: 'must end at another time than it starts', path: ['end'] });
+export type MaintenanceWindow = z.infer<typeof MaintenanceWindow>;
+
+export const RolloutStrategy = z
+  .strictObject({
+    /** Sites operated on at once; can be changed while the rollout runs. */
+    maxConcurrency: z.number().int().min(1).max(10_000).default(10),
+    /** Sites done first, alone; the rest start only once they all succeeded (and the soak or approval passed). */
+    canarySites: z.array(ResourceName).max(100).default([]),
+    /** After the canaries succeeded, how long they run before the rest start. */
+    canarySoakSeconds: z
+      .number()
+      .int()
+      .min(0)
+      .max(7 * 86_400)
+      .default(0),
+    /** After the canaries succeeded (and soaked), an operator approves the rest. */
+    canaryApproval: z.boolean().default(false),
+    /** Failed sites tolerated, as a count or a share of the selected sites; one more trips onFailureLimit. */
+    maxFailures: FailureBudget.default(0),
+    /**
+     * Past maxFailures, or when a canary does not succeed: stop (start no other site, let the running ones end, the
+     * rollout fails) or pause (until an operator resumes, which accepts the failures so far).
+     */
+    onFailureLimit: z.enum(['stop', 'pause']).default('pause'),
+    /** A site still running after this long is cancelled (its operation compensates) and counted failed. */
+    siteTimeoutSeconds: z
+      .number()
+      .int()
+      .min(1)
+      .max(7 * 86_400)
+      .optional(),
+    /** After a site timed out: continue (the failure budget decides) or abort (stop as onFailureLimit stop does). */
+    onSiteTimeout: z.enum(['continue', 'abort']).default('continue'),
+    /** No site starts outside this daily window, read in each site's own time zone (spec.timeZone, default UTC). */
+    maintenanceWindow: MaintenanceWindow.optional(),
+  })
+  .superRefine((s, ctx) => {
+    const seen = new Set<string>();
+    s.canarySites.forEach((site, i) => {
+      if (seen.has(site)) ctx.addIssue({ code: 'custom', path: ['canarySites', i], message: `repeats "${site}"` });
+      seen.add(site);
+    });
+    if (s.canarySites.length === 0 && (s.canarySoakSeconds > 0 || s.canaryApproval)) {
+      ctx.addIssue({ code: 'custom', path: ['canarySites'], message: 'is required for a canary soak or approval' });
+    }
+  });
 export type RolloutStrategy = z.infer<typeof RolloutStrategy>;
+
+/** The sites a rollout covers: those with all these labels, those named, or those named that have the labels. */
+export const RolloutSelector = z
+  .strictObject({
+    /** An empty object selects every site: written out, never implied. */
+    matchLabels: Labels.optional(),
+    names: z.array(ResourceName).min(1).max(10_000).optional(),
+  })
+  .superRefine((s, ctx) => {
+    if (s.matchLabels === undefined && s.names === undefined) {
+      ctx.addIssue({ code: 'custom', path: [], message: 'needs matchLabels, names or both' });
+    }
+    const seen = new Set<string>();
+    s.names?.forEach((name, i) => {
+      if (seen.has(name)) ctx.addIssue({ code: 'custom', path: ['names', i], message: `repeats "${name}"` });
+      seen.add(name);
+    });
+  });
+export type RolloutSelector = z.infer<typeof RolloutSelector>;
 
 export const RolloutRequest = z
   .strictObject({
-    selector: z.strictObject({ matchLabels: Labels }),
+    selector: RolloutSelector,
     operation: OperationType,
+    /** For a patch: the profile every site moves to. */
     profile: ProfileRef.optional(),
+    /** For a patch: hosts patched at once within each site. */
+    maxUnavailable: z.number().int().min(1).max(100).optional(),
+    /** For an upgrade: the Kubernetes version every site moves to. */
     kubernetesVersion: SemVer.optional(),
     strategy: RolloutStrategy.default(RolloutStrategy.parse({})),
   })
@@ -49,6 +123,9 @@ export const RolloutRequest = z
     }
     if (r.operation === 'upgrade' && !r.kubernetesVersion) {
       ctx.addIssue({ code: 'custom', path: ['kubernetesVersion'], message: 'is required for an upgrade rollout' });
+    }
+    if (r.operation !== 'patch' && r.maxUnavailable !== undefined) {
+      ctx.addIssue({ code: 'custom', path: ['maxUnavailable'], message: 'applies to a patch rollout only' });
     }
   });
 export type RolloutRequest = z.infer<typeof RolloutRequest>;
@@ -70,11 +147,12 @@ export const workflowTypes = {
   install: 'siteInstall',
   patch: 'sitePatch',
   upgrade: 'siteUpgrade',
+  reconcile: 'siteReconcile',
   rollout: 'fleetRollout',
 } as const;
 
 /** One business key per site and operation, so a repeated request joins or is refused, never duplicated. */
-export function siteOperationId(site: string, operation: OperationType): string {
+export function siteOperationId(site: string, operation: SiteOperationType): string {
   return `site/${site}/${operation}`;
 }
 
@@ -84,10 +162,100 @@ export const SitePatchInput = PatchRequest.extend({ site: ResourceName });
 export type SitePatchInput = z.infer<typeof SitePatchInput>;
 export const SiteUpgradeInput = UpgradeRequest.extend({ site: ResourceName });
 export type SiteUpgradeInput = z.infer<typeof SiteUpgradeInput>;
+export const SiteReconcileInput = z.strictObject({ site: ResourceName });
+export type SiteReconcileInput = z.infer<typeof SiteReconcileInput>;
+
+/** A site and why it is reported: the reason it failed, what it was busy with, why it was skipped. */
+export interface RolloutSiteNote {
+  site: string;
+  reason: string;
+}
+
+/** Where the rollout stands between the canaries and the rest. */
+export type RolloutGate = 'canary' | 'soak' | 'approval' | 'open';
+
+/**
+ * What a rollout hands to its next run when it continues as new: everything it decided so far, so that a rollout of
+ * 10,000 sites is many short histories. Sites travel as [name, index into zones] pairs to keep the payload small.
+ */
+export interface RolloutCarry {
+  run: number;
+  total: number;
+  zones: string[];
+  pending: [string, number][];
+  canaries: string[];
+  /** Canaries that did not succeed, and whether the rollout already held on them (a resume then goes on). */
+  canaryFailed: string[];
+  canaryHeld: boolean;
+  gate: RolloutGate;
+  /** Epoch milliseconds (workflow time) when the canaries' soak ends. */
+  soakUntil?: number;
+  counts: { succeeded: number; failed: number; busy: number; cancelled: number; skipped: number };
+  /** Capped lists, newest last: the counts stay exact, the reasons are a sample. */
+  failures: RolloutSiteNote[];
+  busy: RolloutSiteNote[];
+  skipped: RolloutSiteNote[];
+  failureLimit: number;
+  /** Failures an operator accepted by resuming past the limit; the next one trips it again. */
+  tolerated: number;
+  paused: boolean;
+  pauseReason?: string;
+  maxConcurrency: number;
+}
+
 export interface FleetRolloutInput {
   rolloutId: string;
   request: RolloutRequest;
+  /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
+  carry?: RolloutCarry;
 }
+
+/** A rollout's own state, beside its progress: strategy values as changed by operators, and the gate. */
+export const RolloutView = z.object({
+  rolloutId: z.string(),
+  operation: OperationType,
+  /** 1 on the first run, one more at each continue-as-new. */
+  run: z.number(),
+  gate: z.enum(['canary', 'soak', 'approval', 'open']),
+  soakUntil: z.string().optional(),
+  paused: z.boolean(),
+  pauseReason: z.string().optional(),
+  /** Why the rollout starts no other site, once it stops. */
+  stopping: z.string().optional(),
+  maxConcurrency: z.number(),
+  /** maxFailures as a count of this rollout's sites. */
+  failureLimit: z.number(),
+  tolerated: z.number(),
+});
+export type RolloutView = z.infer<typeof RolloutView>;
+
+/** What a finished rollout returns; the notes are capped samples, the counts exact. */
+export interface RolloutResult {
+  rolloutId: string;
+  counts: Record<string, number>;
+  failures: RolloutSiteNote[];
+  busy: RolloutSiteNote[];
+  skipped: RolloutSiteNote[];
+}
+
+/** Operators' changes to a running rollout: Temporal updates, each validated by the rollout before it applies. */
+export const rolloutUpdates = {
+  pause: 'pauseRollout',
+  resume: 'resumeRollout',
+  approve: 'approveRollout',
+  setMaxConcurrency: 'setRolloutMaxConcurrency',
+} as const;
+export const rolloutQuery = 'rollout';
+
+export const RolloutPause = z.strictObject({ reason: z.string().max(256).optional() });
+export type RolloutPause = z.infer<typeof RolloutPause>;
+export const RolloutResume = z.strictObject({
+  /** Raises the failure budget on resume; otherwise the failures so far are accepted and the next one trips again. */
+  maxFailures: FailureBudget.optional(),
+});
+export type RolloutResume = z.infer<typeof RolloutResume>;
+export const RolloutConcurrency = z.strictObject({ maxConcurrency: z.number().int().min(1).max(10_000) });
+export type RolloutConcurrency = z.infer<typeof RolloutConcurrency>;
 
 /** What every operation answers to its `progress` query: the runbook step and each host's or site's state. */
 export const OperationProgress = z.object({

@@ -2,7 +2,7 @@ import { z } from 'zod';
 import { Sha256 } from './meta.ts';
 import { ResourceName } from './names.ts';
 import { HostSpec, SiteEndpoints, SiteSpec } from './site.ts';
-import { SoftwareProfileSpec } from './software-profile.ts';
+import { BinaryPackage, SoftwareProfileSpec } from './software-profile.ts';
 
 /**
  * What a site operation works from, resolved from the inventory when it starts: specs and secret *references* only,
@@ -41,3 +41,52 @@ export type ProvisionedHost = z.infer<typeof ProvisionedHost>;
 export function ironicNodeName(site: string, host: string): string {
   return `${site}-${host}`;
 }
+
+/** What a site has installed and what a patch takes it to, resolved when the patch starts. */
+export const PatchPlan = z.object({
+  /** The site with the profile it is patched to. */
+  plan: SitePlan,
+  installed: z.object({ name: ResourceName, version: z.string(), spec: SoftwareProfileSpec }),
+});
+export type PatchPlan = z.infer<typeof PatchPlan>;
+
+/**
+ * One host's maintenance in one heartbeating activity that resumes from the steps it has done: cordon, drain, the
+ * packages through the BPA (installed, or rolled back to what the host had), a reboot through Ironic when a package
+ * needs one, the node Ready again, uncordon, verify, record.
+ */
+export const HostPatchInput = z.object({
+  site: ResourceName,
+  host: ResourceName,
+  action: z.enum(['install', 'rollback']),
+  packages: z.array(BinaryPackage),
+  reboot: z.boolean(),
+  /** The application cluster's kubeconfig, by inventory secret name. */
+  kubeconfigSecret: z.string(),
+  bpaUrl: z.url(),
+  ironicUrl: z.url(),
+  drainTimeoutSeconds: z.number().int().positive().default(600),
+});
+export type HostPatchInput = z.input<typeof HostPatchInput>;
+
+export const HostPatchResult = z.object({
+  host: z.string(),
+  node: z.string(),
+  /** The host's package versions afterwards, as the BPA recorded them. */
+  packages: z.record(z.string(), z.string()),
+  rebooted: z.boolean(),
+});
+export type HostPatchResult = z.infer<typeof HostPatchResult>;
+
+/** The inventory secret holding a site's application-cluster kubeconfig, however the cluster was made. */
+export function kubeconfigSecretName(site: string): string {
+  return `${site}-kubeconfig`;
+}
+
+/** An installed site as it should be (its spec, with the profile it runs) and the hosts it has (its status). */
+export const InstalledSitePlan = z.object({
+  plan: SitePlan,
+  installedHosts: z.array(z.string()),
+  kubernetesVersion: z.string(),
+});
+export type InstalledSitePlan = z.infer<typeof InstalledSitePlan>;

@@ -1,17 +1,10 @@
-import {
-  ApplicationFailure,
-  CancellationScope,
-  isCancellation,
-  proxyActivities,
-  workflowInfo,
-  type ActivityOptions,
-} from '@temporalio/workflow';
 import type { SiteInstallInput } from '../domain/operations.ts';
 import { ironicNodeName, type SitePlan } from '../domain/plan.ts';
 import { profileArtifacts } from '../domain/software-profile.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
-import type { InventoryActivities, SiteActivities } from './site-activities.ts';
+import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
+import { failOperation, recordOperationStarted } from './site-operation.ts';
 
 export interface SiteInstallResult {
   site: string;
@@ -19,32 +12,6 @@ export interface SiteInstallResult {
   hosts: string[];
   kubeconfigSecret: string;
   charts: Record<string, number>;
-}
-
-const retry: ActivityOptions['retry'] = {
-  initialInterval: '1 second',
-  backoffCoefficient: 2,
-  maximumInterval: '30 seconds',
-};
-
-const inventory = proxyActivities<InventoryActivities>({ startToCloseTimeout: '1 minute', retry });
-
-/**
- * Activities that reach inside the site run on the site's task queue when a worker runs there (agent mode `local`),
- * otherwise on this workflow's own queue, served by the global worker.
- */
-export function siteActivities(plan: SitePlan) {
-  const taskQueue = plan.spec.agentMode === 'local' ? `site.${plan.site}` : workflowInfo().taskQueue;
-  return {
-    quick: proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '5 minutes', retry }),
-    // Long steps heartbeat; a worker that dies is noticed within a minute and the step resumes elsewhere.
-    long: proxyActivities<SiteActivities>({
-      taskQueue,
-      startToCloseTimeout: '2 hours',
-      heartbeatTimeout: '1 minute',
-      retry,
-    }),
-  };
 }
 
 /** Where the site's Ironic fetches an OS image: the site's own BPA, which holds the artifact after distribution. */
@@ -67,10 +34,7 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const hostNames = spec.hosts.map((h) => h.name);
   const usesClusterApi = spec.cluster.provisioner === 'cluster-api';
-  await inventory.recordSiteStatus({
-    site: plan.site,
-    status: { phase: 'Installing', operation: { workflowId: workflowInfo().workflowId, type: 'install' } },
-  });
+  await recordOperationStarted(plan.site, 'install', 'Installing');
 
   try {
     progress.step('distributing artifacts');
@@ -113,20 +77,19 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
         site: plan.site,
         bpaUrl,
         kubernetesVersion: spec.cluster.kubernetesVersion,
+        packages: profile.spec.binaryPackages,
       });
     }
 
     progress.step('installing binary packages');
     const packages = profile.spec.binaryPackages;
+    let installed: Record<string, Record<string, string>> = {};
     if (packages.length > 0) {
       saga.add('roll back binary packages', () =>
-        long.rollbackPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages: packages.map((p) => p.name) }),
+        long.rollbackPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages }),
       );
-      const installed = await long.installPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages });
-      for (const [host, versions] of Object.entries(installed)) {
-        progress.item(host, 'packages installed');
-        await inventory.recordHostState({ site: plan.site, host, state: 'Provisioned', packages: versions });
-      }
+      installed = await long.installPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages });
+      for (const host of Object.keys(installed)) progress.item(host, 'packages installed');
     }
 
     progress.step('fetching the kubeconfig');
@@ -147,6 +110,10 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
         installedProfile: { name: profile.name, version: profile.version },
         kubernetesVersion: spec.cluster.kubernetesVersion,
         message: `installed ${profile.name} ${profile.version}`,
+        // One write for every host: the site's hosts as installed, which later host changes are compared with.
+        hosts: Object.fromEntries(
+          hostNames.map((host) => [host, { state: 'Ready', ...(installed[host] && { packages: installed[host] }) }]),
+        ),
       },
     });
     progress.step('done');
@@ -158,36 +125,9 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
       charts,
     };
   } catch (err) {
-    const stoppedAt = progress.current.step;
-    const cancelled = isCancellation(err);
-    const reason = cancelled ? 'cancelled' : failureMessage(err);
-    // Recorded even when the operator cancelled: the inventory must say how the site was left.
-    const recordFailed = (message: string) =>
-      CancellationScope.nonCancellable(() =>
-        inventory.recordSiteStatus({ site: plan.site, status: { phase: 'Failed', message } }),
-      );
-    if (input.keepOnFailure && !cancelled) {
-      await recordFailed(`stopped at "${stoppedAt}": ${reason}; kept for diagnosis (${saga.pending.join(', ')})`);
-      throw err;
-    }
-    progress.step(`compensating (failed at "${stoppedAt}")`);
-    const failed = await saga.compensate();
-    await recordFailed(
-      `install ${reason} at "${stoppedAt}"; ` +
-        (failed.length === 0 ? 'everything it had done was undone' : `compensations that failed: ${failed.join(', ')}`),
+    return failOperation(
+      { site: plan.site, kind: 'install', progress, saga, keepOnFailure: input.keepOnFailure, undonePhase: 'Failed' },
+      err,
     );
-    if (cancelled) throw err;
-    throw ApplicationFailure.create({
-      type: 'SiteInstallFailed',
-      message: `install of ${plan.site} failed at "${stoppedAt}": ${reason}`,
-      cause: err instanceof Error ? err : undefined,
-      nonRetryable: true,
-    });
   }
-}
-
-/** The innermost message: an activity failure wraps the activity's own error as its cause. */
-function failureMessage(err: unknown): string {
-  if (!(err instanceof Error)) return String(err);
-  return err.cause instanceof Error ? failureMessage(err.cause) : err.message;
 }

@@ -45,8 +45,38 @@ export function plan(provisioner: 'kubeadm' | 'cluster-api'): SitePlan {
   };
 }
 
+/** The profile a patch moves to: containerd changed (and needs a reboot), multus changed, a chart added. */
+export function nextProfile(base: SitePlan['profile']): SitePlan['profile'] {
+  return {
+    name: 'edge-base',
+    version: '1.1.0',
+    spec: SoftwareProfileSpec.parse({
+      ...base.spec,
+      version: '1.1.0',
+      binaryPackages: [
+        {
+          name: 'containerd',
+          version: '1.7.1',
+          artifact: { sha256: digest('d') },
+          install: 'i',
+          verify: 'v',
+          rebootRequired: true,
+        },
+      ],
+      containerPackages: [
+        { name: 'multus', version: '4.1.0', chart: { sha256: digest('e') } },
+        { name: 'sriov', version: '1.0.0', chart: { sha256: digest('f') } },
+      ],
+    }),
+  };
+}
+
 export interface Script {
   plan: SitePlan;
+  /** What a patch moves to (loadPatchPlan's target); the site has `plan.profile` installed. */
+  patchTo?: SitePlan['profile'];
+  /** The hosts the site has installed (loadInstalledPlan), by default the plan's. */
+  installedHosts?: string[];
   /** Activity name (or name:host) that fails, non-retryably. */
   failAt?: string;
   /** Activity name (or name:host) that blocks until cancelled. */
@@ -70,6 +100,22 @@ export function mockActivities(script: Script) {
   };
   const activities: InventoryActivities & SiteActivities = {
     loadSitePlan: async () => (await act('loadSitePlan'), script.plan),
+    loadPatchPlan: async () => {
+      await act('loadPatchPlan');
+      return {
+        plan: { ...script.plan, profile: script.patchTo ?? script.plan.profile },
+        installed: script.plan.profile,
+      };
+    },
+    loadInstalledPlan: async () => {
+      await act('loadInstalledPlan');
+      return {
+        plan: script.plan,
+        installedHosts: script.installedHosts ?? script.plan.spec.hosts.map((h) => h.name),
+        kubernetesVersion: script.plan.spec.cluster.kubernetesVersion,
+      };
+    },
+    forgetHost: async ({ host: h }) => act(`forgetHost:${h}`),
     recordSiteStatus: async ({ status }) => void statuses.push(status),
     recordHostState: async ({ host: h }) => act(`recordHostState:${h}`),
     distributeArtifacts: async ({ sha256s }) => (await act('distributeArtifacts'), { uploaded: sha256s.length }),
@@ -86,14 +132,29 @@ export function mockActivities(script: Script) {
     waitClusterProvisioned: async () => act('waitClusterProvisioned'),
     deleteClusterObjects: async () => act('deleteClusterObjects'),
     fetchClusterKubeconfig: async () => (await act('fetchClusterKubeconfig'), 'edge-01-kubeconfig'),
+    removeBareMetalHost: async ({ host: h }) => act(`removeBareMetalHost:${h}`),
+    upgradeKubernetes: async ({ part }) => act(`upgradeKubernetes:${part}`),
+    waitKubernetesVersion: async ({ part }) => act(`waitKubernetesVersion:${part}`),
+    patchHost: async ({ host: h, action, packages, reboot }) => {
+      await act(`patchHost:${h}:${action}`);
+      return {
+        host: h,
+        node: `edge-01-${h}`,
+        packages: Object.fromEntries(packages.map((p) => [p.name, p.version])),
+        rebooted: reboot,
+      };
+    },
+    drainHost: async ({ host: h }) => act(`drainHost:${h}`),
+    removeHostNode: async ({ host: h }) => act(`removeHostNode:${h}`),
     installPackages: async ({ hosts, packages }) => {
       await act('installPackages');
       return Object.fromEntries(hosts.map((h) => [h, Object.fromEntries(packages.map((p) => [p.name, p.version]))]));
     },
     rollbackPackages: async () => act('rollbackPackages'),
-    bringUpCluster: async () => (await act('bringUpCluster'), 'edge-01-kubeconfig'),
+    bringUpCluster: async ({ hosts }) => (await act(`bringUpCluster:${(hosts ?? []).join(',')}`), 'edge-01-kubeconfig'),
+    upgradeKubeadmCluster: async () => act('upgradeKubeadmCluster'),
     resetCluster: async () => act('resetCluster'),
-    installChart: async ({ chart }) => (await act(`installChart:${chart.name}`), { revision: 1 }),
+    installChart: async ({ chart }) => (await act(`installChart:${chart.name}@${chart.version}`), { revision: 1 }),
     uninstallChart: async ({ chart }) => act(`uninstallChart:${chart.name}`),
   };
   return { activities, calls, statuses };

@@ -6,8 +6,9 @@ import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { siteInstall } from '../../src/workflows/index.ts';
 import { progress } from '../../src/workflows/progress.ts';
 import { recordHistory } from '../support/histories.ts';
-import { mockActivities, plan, type Script } from '../support/site-activities-mock.ts';
-import { createTestWorker, startTemporal, uniqueName } from '../support/temporal.ts';
+import { plan, type Script } from '../support/site-activities-mock.ts';
+import { runSiteWorkflow } from '../support/site-workflow.ts';
+import { startTemporal } from '../support/temporal.ts';
 
 let env: TestWorkflowEnvironment;
 beforeAll(async () => {
@@ -17,25 +18,8 @@ afterAll(async () => {
   await env.teardown();
 });
 
-async function run(script: Script, keepOnFailure = false, during?: (workflowId: string) => Promise<void>) {
-  const taskQueue = uniqueName('install');
-  const mock = mockActivities(script);
-  const worker = await createTestWorker(env, taskQueue, mock.activities as never);
-  const workflowId = uniqueName('site/edge-01/install');
-  const outcome = await worker.runUntil(async () => {
-    const handle = await env.client.workflow.start(siteInstall, {
-      taskQueue,
-      workflowId,
-      args: [{ site: 'edge-01', keepOnFailure }],
-    });
-    if (during) await during(workflowId);
-    return handle.result().then(
-      (result) => ({ result, error: undefined }),
-      (error: unknown) => ({ result: undefined, error }),
-    );
-  });
-  return { ...mock, ...outcome, workflowId };
-}
+const run = (script: Script, keepOnFailure = false, during?: (workflowId: string) => Promise<void>) =>
+  runSiteWorkflow(env, siteInstall, { site: 'edge-01', keepOnFailure }, script, during);
 
 const sorted = (calls: string[], prefix: string) => calls.filter((c) => c.startsWith(prefix)).sort();
 
@@ -57,7 +41,6 @@ describe('siteInstall (kubeadm through the BPA)', () => {
       'provisionHost',
       'bringUpCluster',
       'installPackages',
-      'recordHostState',
       'installChart',
     ]);
     expect(sorted(r.calls, 'provisionHost')).toEqual([
@@ -68,6 +51,7 @@ describe('siteInstall (kubeadm through the BPA)', () => {
     expect(r.statuses.at(-1)).toMatchObject({
       phase: 'Ready',
       installedProfile: { name: 'edge-base', version: '1.0.0' },
+      hosts: { 'host-1': { state: 'Ready', packages: { containerd: '1.7.0' } } },
     });
     recordHistory(env, r.workflowId, 'site-install');
   });
@@ -76,9 +60,9 @@ describe('siteInstall (kubeadm through the BPA)', () => {
     const r = await run({ plan: plan('kubeadm'), failAt: 'installChart' });
     expect(r.error).toBeInstanceOf(WorkflowFailedError);
     expect((r.error as WorkflowFailedError).cause?.message).toMatch(
-      /failed at "installing add-ons": installChart:multus broke/,
+      /failed at "installing add-ons": installChart:multus@4.0.0 broke/,
     );
-    const undo = r.calls.slice(r.calls.indexOf('installChart:multus') + 1);
+    const undo = r.calls.slice(r.calls.indexOf('installChart:multus@4.0.0') + 1);
     expect(undo.slice(0, 3)).toEqual(['uninstallChart:multus', 'rollbackPackages', 'resetCluster']);
     expect(undo.slice(3).sort()).toEqual([
       'deprovisionHost:host-1',
@@ -133,7 +117,6 @@ describe('siteInstall (Cluster-API and metal3)', () => {
       'applyClusterObjects',
       'waitClusterProvisioned',
       'installPackages',
-      'recordHostState',
       'fetchClusterKubeconfig',
       'installChart',
     ]);

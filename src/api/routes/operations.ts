@@ -6,7 +6,7 @@ import { ResourceName } from '../../domain/names.ts';
 import {
   InstallRequest,
   OperationStatus,
-  OperationType,
+  SiteOperationType,
   PatchRequest,
   pauseSignal,
   resumeSignal,
@@ -19,7 +19,8 @@ import { type Store, StoreError } from '../../store/index.ts';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../../temporal/search-attributes.ts';
 import type { TokenAuthority } from '../auth.ts';
 import { Failure } from '../errors.ts';
-import { operationStatus, runningOperations } from '../temporal-status.ts';
+import { siteOperationStarter } from '../site-operations.ts';
+import { operationStatus } from '../temporal-status.ts';
 
 const Started = z.object({ workflowId: z.string(), runId: z.string() });
 
@@ -35,30 +36,7 @@ export function operationRoutes(deps: OperationRouteDeps): FastifyPluginAsyncZod
   const { store, temporal, taskQueue, auth } = deps;
   const security = [{ bearer: [] }];
 
-  async function startSiteOperation(site: string, operation: OperationType, input: object) {
-    await store.sites.get(site);
-    // A site runs one operation at a time: a second one would fight the first over the same hosts.
-    const running = await runningOperations(temporal, site);
-    const first = running[0];
-    if (first) {
-      throw new StoreError(
-        'Conflict',
-        `site "${site}" is busy with ${first.type} (${first.workflowId}); wait for it or cancel it`,
-      );
-    }
-    const handle = await temporal.workflow.start(workflowTypes[operation], {
-      taskQueue,
-      workflowId: siteOperationId(site, operation),
-      workflowIdConflictPolicy: 'FAIL',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      args: [{ site, ...input }],
-      typedSearchAttributes: [
-        { key: siteAttribute, value: site },
-        { key: operationAttribute, value: operation },
-      ],
-    });
-    return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
-  }
+  const startSiteOperation = siteOperationStarter({ store, temporal, taskQueue });
 
   return async (app) => {
     const siteTags = ['operations'];
@@ -124,6 +102,22 @@ export function operationRoutes(deps: OperationRouteDeps): FastifyPluginAsyncZod
         reply.code(202).send(await startSiteOperation(request.params.name, 'upgrade', request.body)),
     );
 
+    app.post(
+      '/v1/sites/:name/reconcile',
+      {
+        preHandler: auth.require('operate'),
+        schema: {
+          tags: siteTags,
+          security,
+          summary: "Bring an installed site's hosts in line with its spec (hosts added or removed)",
+          params: Params,
+          body: z.strictObject({}).optional(),
+          response: started,
+        },
+      },
+      async (request, reply) => reply.code(202).send(await startSiteOperation(request.params.name, 'reconcile', {})),
+    );
+
     app.get(
       '/v1/sites/:name/operations',
       {
@@ -162,7 +156,7 @@ export function operationRoutes(deps: OperationRouteDeps): FastifyPluginAsyncZod
       },
     );
 
-    const OpParams = z.strictObject({ name: ResourceName, operation: OperationType });
+    const OpParams = z.strictObject({ name: ResourceName, operation: SiteOperationType });
     app.get(
       '/v1/sites/:name/operations/:operation',
       {

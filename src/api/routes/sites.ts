@@ -27,7 +27,24 @@ const ListQuery = z.strictObject({
 });
 
 /** Sites: what the operator declares. A site's profile must exist when the site names it. */
-export function siteRoutes(deps: { store: Store; auth: TokenAuthority }): FastifyPluginAsyncZod {
+export interface SiteRouteDeps {
+  store: Store;
+  auth: TokenAuthority;
+  /**
+   * Starts the reconcile of an installed site whose hosts changed: adding a host to the site's list is all an
+   * operator does. Absent, the change waits for an explicit reconcile.
+   */
+  startReconcile?: (site: string) => Promise<{ workflowId: string }>;
+}
+
+/** Host names as a sorted key, to tell a change of hosts from any other edit. */
+const hostNames = (spec: Site['spec']): string =>
+  spec.hosts
+    .map((h) => h.name)
+    .sort()
+    .join(',');
+
+export function siteRoutes(deps: SiteRouteDeps): FastifyPluginAsyncZod {
   const { store, auth } = deps;
 
   async function checkProfile(site: Site): Promise<void> {
@@ -129,17 +146,24 @@ export function siteRoutes(deps: { store: Store; auth: TokenAuthority }): Fastif
           );
         }
         await checkProfile(request.body);
-        return toSite(
-          await store.sites.update(
-            {
-              name: metadata.name,
-              resourceVersion: metadata.resourceVersion,
-              ...(metadata.labels && { labels: metadata.labels }),
-              ...(metadata.annotations && { annotations: metadata.annotations }),
-            },
-            spec,
-          ),
+        const before = await store.sites.get(metadata.name);
+        const updated = await store.sites.update(
+          {
+            name: metadata.name,
+            resourceVersion: metadata.resourceVersion,
+            ...(metadata.labels && { labels: metadata.labels }),
+            ...(metadata.annotations && { annotations: metadata.annotations }),
+          },
+          spec,
         );
+        const installed = before.status?.installedProfile !== undefined;
+        if (!deps.startReconcile || !installed || hostNames(before.spec) === hostNames(spec)) return toSite(updated);
+        // The spec is saved either way; a busy site gets its reconcile when the operator asks for it.
+        const reconcile = await deps.startReconcile(metadata.name).then(
+          (started) => ({ started: started.workflowId }),
+          (err: unknown) => ({ notStarted: err instanceof Error ? err.message : String(err) }),
+        );
+        return { ...toSite(updated), reconcile };
       },
     );
 

@@ -109,10 +109,12 @@ export async function apply(api: ApiClient, paths: string[]): Promise<number> {
       }
       if (sameSite(object, stored)) return 'unchanged';
       // The version just read: a writer that changed the site in between makes this PUT fail (409), not vanish.
-      await api.put(`/v1/sites/${enc(name)}`, {
-        ...site,
-        metadata: { ...metadata, resourceVersion: stored.metadata.resourceVersion },
-      });
+      const updated = await api.put<SiteOut & { reconcile?: { started?: string; notStarted?: string } }>(
+        `/v1/sites/${enc(name)}`,
+        { ...site, metadata: { ...metadata, resourceVersion: stored.metadata.resourceVersion } },
+      );
+      if (updated.reconcile?.started) return `configured; its hosts changed: ${updated.reconcile.started} started`;
+      if (updated.reconcile?.notStarted) return `configured; hosts not reconciled yet: ${updated.reconcile.notStarted}`;
       return 'configured';
     });
   }

@@ -42,7 +42,7 @@ export async function follow(
   }
 }
 
-export type SiteOperation = 'install' | 'patch' | 'upgrade';
+export type SiteOperation = 'install' | 'patch' | 'upgrade' | 'reconcile';
 
 /** Starts an operation on a site; follows it unless told not to wait. */
 export async function startSiteOperation(

@@ -1,0 +1,244 @@
+/**
+ * A host's maintenance as an operator does it by hand: cordon, drain, change the packages through the BPA, reboot
+ * through the BMC when a package asks for it, wait for the node to be Ready, uncordon, check the versions, note it in
+ * the inventory. One activity per host, heartbeating the steps done so far: a retried attempt (a worker died, a peer
+ * blinked) resumes after the last step done instead of draining or rebooting twice. A host is a few history events,
+ * whatever the number of steps, so a 1,000-host site's patch keeps a small history.
+ */
+import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { IronicClient } from '../clients/ironic/index.ts';
+import {
+  cordonNode,
+  deleteNode,
+  drainNode,
+  findHostNode,
+  type KubernetesClient,
+  uncordonNode,
+  waitNodeReady,
+} from '../clients/kubernetes/index.ts';
+import { HostPatchInput, type HostPatchResult, ironicNodeName } from '../domain/plan.ts';
+import type { SiteSpec } from '../domain/site.ts';
+import type { SecretRepository } from '../store/secrets.ts';
+import type { HostActivities } from '../workflows/site-activities.ts';
+import { activityJobId, type BpaAccess } from './bpm.ts';
+import { toActivityFailure } from './errors.ts';
+import { withKubeconfigFile } from './kubeconfig-file.ts';
+
+export interface HostActivityDeps {
+  kube: (kubeconfigPath: string) => KubernetesClient;
+  ironic: (url: string) => IronicClient;
+  secrets: Pick<SecretRepository, 'reveal'>;
+  sites: { get(name: string): Promise<{ spec: SiteSpec }> };
+  bpa: BpaAccess;
+  /** Writes the host's state and versions into the site's status (the inventory activity's merge). */
+  recordHostState: (input: {
+    site: string;
+    host: string;
+    state: string;
+    packages?: Record<string, string>;
+  }) => Promise<void>;
+  /** How long a node may take to be Ready after a reboot. */
+  readyTimeoutMs?: number;
+  heartbeatIntervalMs?: number;
+}
+
+const steps = ['cordon', 'drain', 'packages', 'reboot', 'ready', 'uncordon', 'verify', 'record'] as const;
+type Step = (typeof steps)[number];
+
+/** What a host's patch reports in its heartbeat and resumes from. */
+interface PatchProgress {
+  node: string;
+  done: Step[];
+  packages?: Record<string, string>;
+  rebooted?: boolean;
+}
+
+/** metal3 names a BareMetalHost's Ironic node `<namespace>~<name>`; without Cluster-API the BPM enrols `<site>-<host>`. */
+export function hostIronicNode(site: string, host: string, provisioner: SiteSpec['cluster']['provisioner']): string {
+  return provisioner === 'cluster-api' ? `site-${site}~${host}` : ironicNodeName(site, host);
+}
+
+export function createHostActivities(deps: HostActivityDeps) {
+  const readyTimeoutMs = deps.readyTimeoutMs ?? 20 * 60_000;
+  const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 5_000;
+
+  /** The application cluster for the length of `fn`, its kubeconfig in a 0600 file removed afterwards. */
+  async function onCluster<T>(secret: string, scrub: string[], fn: (kube: KubernetesClient) => Promise<T>): Promise<T> {
+    return withKubeconfigFile(deps.secrets, secret, scrub, async (path) => {
+      const kube = deps.kube(path);
+      try {
+        return await fn(kube);
+      } finally {
+        kube.close();
+      }
+    });
+  }
+
+  async function hostNode(kube: KubernetesClient, site: string, host: string): Promise<string> {
+    const node = await findHostNode(kube, { site, host });
+    if (!node) {
+      throw ApplicationFailure.create({
+        type: 'NodeNotFound',
+        message: `no node of host "${host}" in site "${site}"'s cluster (by metal3 providerID or hostname)`,
+        nonRetryable: false,
+      });
+    }
+    return node.metadata.name;
+  }
+
+  /** What a host runs now, by package, as its BPA recorded it (the latest record of each package). */
+  async function hostVersions(site: string, bpaUrl: string, host: string): Promise<Record<string, string>> {
+    const { bpa } = await deps.bpa.siteBpa(site, bpaUrl);
+    const latest = new Map<string, { version: string; at: string }>();
+    for (const p of await bpa.installed(host)) {
+      const seen = latest.get(p.name);
+      if (!seen || seen.at <= p.at) latest.set(p.name, { version: p.version, at: p.at });
+    }
+    return Object.fromEntries([...latest].map(([name, p]) => [name, p.version]));
+  }
+
+  const activities: HostActivities = {
+    async patchHost(raw) {
+      const ctx = Context.current();
+      const scrub: string[] = [];
+      try {
+        const input = HostPatchInput.parse(raw);
+        const { spec } = await deps.sites.get(input.site);
+        const resumed = ctx.info.heartbeatDetails as PatchProgress | undefined;
+        return await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
+          const progress: PatchProgress = resumed ?? {
+            node: await hostNode(kube, input.site, input.host),
+            done: [],
+          };
+          const { node } = progress;
+          const beat = (): void => {
+            ctx.heartbeat(progress);
+          };
+          const timer = setInterval(beat, heartbeatIntervalMs);
+          const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
+            if (progress.done.includes(name)) return;
+            await run();
+            progress.done.push(name);
+            beat();
+          };
+          try {
+            beat();
+            if (input.action === 'rollback' && progress.done.length === 0) {
+              // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
+              const versions = await hostVersions(input.site, input.bpaUrl, input.host);
+              if (!input.packages.some((p) => versions[p.name] === p.version)) {
+                return { host: input.host, node, packages: versions, rebooted: false } satisfies HostPatchResult;
+              }
+            }
+            await step('cordon', () => cordonNode(kube, node));
+            await step('drain', () =>
+              drainNode(kube, node, { timeoutMs: input.drainTimeoutSeconds * 1000, onProgress: beat }),
+            );
+            await step('packages', async () => {
+              if (input.packages.length === 0) return;
+              const { bpa } = await deps.bpa.siteBpa(input.site, input.bpaUrl);
+              const hosts = await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]);
+              const job = await deps.bpa.runJob(bpa, activityJobId(`-${input.action}`), {
+                action: input.action,
+                hosts,
+                packages: input.packages,
+              });
+              beat();
+              if (job.state === 'failed') {
+                throw deps.bpa.jobFailure(input.site, `${input.action} on ${input.host}`, job);
+              }
+            });
+            await step('reboot', async () => {
+              if (!input.reboot) return;
+              const ironic = deps.ironic(input.ironicUrl);
+              const name = hostIronicNode(input.site, input.host, spec.cluster.provisioner);
+              await ironic.reboot(name);
+              await ironic.waitForPowerState(name, 'power on', {
+                timeoutMs: readyTimeoutMs,
+                onPoll: beat,
+                signal: ctx.cancellationSignal,
+              });
+              progress.rebooted = true;
+            });
+            await step('ready', () =>
+              waitNodeReady(kube, node, { timeoutMs: readyTimeoutMs, signal: ctx.cancellationSignal }),
+            );
+            await step('uncordon', () => uncordonNode(kube, node));
+            await step('verify', async () => {
+              const versions = await hostVersions(input.site, input.bpaUrl, input.host);
+              if (input.action === 'install') {
+                const wrong = input.packages.filter((p) => versions[p.name] !== p.version);
+                if (wrong.length > 0) {
+                  throw ApplicationFailure.create({
+                    type: 'VerifyFailed',
+                    message: `host ${input.host} does not run ${wrong.map((p) => `${p.name} ${p.version} (has ${versions[p.name] ?? 'none'})`).join(', ')}`,
+                    nonRetryable: true,
+                  });
+                }
+              }
+              progress.packages = versions;
+            });
+            await step('record', () =>
+              deps.recordHostState({
+                site: input.site,
+                host: input.host,
+                state: 'Ready',
+                ...(progress.packages && { packages: progress.packages }),
+              }),
+            );
+          } finally {
+            clearInterval(timer);
+          }
+          return {
+            host: input.host,
+            node,
+            packages: progress.packages ?? {},
+            rebooted: progress.rebooted ?? false,
+          } satisfies HostPatchResult;
+        });
+      } catch (err) {
+        throw toActivityFailure(err, { secrets: scrub });
+      }
+    },
+
+    async drainHost(input) {
+      const ctx = Context.current();
+      const scrub: string[] = [];
+      try {
+        await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
+          const node = await findHostNode(kube, input);
+          // A host whose node is already gone has nothing to drain (a retried removal).
+          if (!node) return;
+          const timer = setInterval(() => {
+            ctx.heartbeat(node.metadata.name);
+          }, heartbeatIntervalMs);
+          try {
+            await drainNode(kube, node.metadata.name, {
+              timeoutMs: (input.drainTimeoutSeconds ?? 600) * 1000,
+              onProgress: () => {
+                ctx.heartbeat(node.metadata.name);
+              },
+            });
+          } finally {
+            clearInterval(timer);
+          }
+        });
+      } catch (err) {
+        throw toActivityFailure(err, { secrets: scrub });
+      }
+    },
+
+    async removeHostNode(input) {
+      const scrub: string[] = [];
+      try {
+        await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
+          const node = await findHostNode(kube, input);
+          if (node) await deleteNode(kube, node.metadata.name);
+        });
+      } catch (err) {
+        throw toActivityFailure(err, { secrets: scrub });
+      }
+    },
+  };
+  return activities;
+}

@@ -1,0 +1,38 @@
+import { proxyActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import type { SitePlan } from '../domain/plan.ts';
+import type { InventoryActivities, SiteActivities } from './site-activities.ts';
+
+export const quickRetry: ActivityOptions['retry'] = {
+  initialInterval: '1 second',
+  backoffCoefficient: 2,
+  maximumInterval: '30 seconds',
+};
+
+/** The inventory, on the workflow's own queue: the global controller's store. */
+export const inventoryActivities = proxyActivities<InventoryActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: quickRetry,
+});
+
+/** The task queue of a site's activities: its own when a worker runs at the site (agent mode `local`). */
+export function siteTaskQueue(plan: SitePlan): string {
+  return plan.spec.agentMode === 'local' ? `site.${plan.site}` : workflowInfo().taskQueue;
+}
+
+/**
+ * Activities that reach inside the site run on the site's task queue when a worker runs there (agent mode `local`),
+ * otherwise on this workflow's own queue, served by the global worker.
+ */
+export function siteActivities(plan: SitePlan) {
+  const taskQueue = siteTaskQueue(plan);
+  return {
+    quick: proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '5 minutes', retry: quickRetry }),
+    // Long steps heartbeat; a worker that dies is noticed within 30 s and the step resumes elsewhere.
+    long: proxyActivities<SiteActivities>({
+      taskQueue,
+      startToCloseTimeout: '2 hours',
+      heartbeatTimeout: '30 seconds',
+      retry: quickRetry,
+    }),
+  };
+}
