@@ -5,12 +5,18 @@
  * those controllers would:
  * - BareMetalHost: see baremetal-host.ts (through real Ironic nodes when given an Ironic URL).
  * - Metal3Cluster: ready.
- * - KubeadmControlPlane: after a delay, initialized and ready with `replicas` ready replicas at spec.version, its
- *   Nodes created, and the `<cluster>-kubeconfig` Secret written (data.value: a kubeconfig for the lab API server
- *   itself, which is the application cluster in the lab). A new spec.version rolls: updatedReplicas drops to 0 and
- *   status.version follows after a delay.
- * - MachineDeployment: once its cluster's control plane is initialized, phase Running with every replica ready and
- *   its Nodes created (kwok makes them Ready); a spec change rolls like the control plane's.
+ * - KubeadmControlPlane: after a delay, initialized, and the `<cluster>-kubeconfig` Secret written (data.value: a
+ *   kubeconfig for the lab API server itself, which is the application cluster in the lab); then its machines as
+ *   below, ready (and `ready`) as far as there are hosts for them. A new spec.version rolls: updatedReplicas drops to
+ *   0, and status.version and the Nodes' kubelet version follow after a delay.
+ * - MachineDeployment: once its cluster's control plane is initialized, its machines as below; phase Running when
+ *   every replica is ready, ScalingUp before. A spec change rolls like the control plane's.
+ * - Machines (cluster-api-provider-metal3's part): each of the `replicas` machines of a control plane or machine
+ *   deployment takes a provisioned BareMetalHost of its namespace that matches its Metal3MachineTemplate's
+ *   hostSelector.matchLabels (hosts it already holds first), binds it (spec.consumerRef: Metal3Machine
+ *   `<owner>-<host>`) and gets a Node (kwok makes it Ready) named `<namespace without "site-">-<host>` with providerID
+ *   `metal3://<namespace>/<host>/<owner>-<host>`. Fewer hosts than replicas: fewer Nodes. A host that is deleted,
+ *   deprovisioned or no longer needed (scale down, owner deleted) is released and its Node deleted.
  * - Cluster: Provisioning, then Provisioned with infrastructureReady and controlPlaneReady once both are.
  * Failures on demand: the `standin.icn.test/fail` annotation (value: the state that fails) on a BareMetalHost or a
  * Cluster, or the `failOn` option, set the error fields those controllers set.
@@ -18,7 +24,7 @@
 import { fakeNode } from '../../deploy/dev/lab/kubernetes.ts';
 import { readFileSync } from 'node:fs';
 import { IronicClient } from '../../src/clients/ironic/index.ts';
-import { type KubeObject, KubernetesClient, type ObjectRef } from '../../src/clients/kubernetes/index.ts';
+import { isNotFound, type KubeObject, KubernetesClient, type ObjectRef } from '../../src/clients/kubernetes/index.ts';
 import { type HostContext, type HostFailState, reconcileHost, reportHostError } from './baremetal-host.ts';
 import {
   condition,
@@ -81,7 +87,10 @@ const kinds = {
   metal3Cluster: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'Metal3Cluster' },
   controlPlane: { apiVersion: 'controlplane.cluster.x-k8s.io/v1beta1', kind: 'KubeadmControlPlane' },
   machineDeployment: { apiVersion: 'cluster.x-k8s.io/v1beta1', kind: 'MachineDeployment' },
+  machineTemplate: { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'Metal3MachineTemplate' },
 } as const;
+
+const metal3Machine = { apiVersion: 'infrastructure.cluster.x-k8s.io/v1beta1', kind: 'Metal3Machine' } as const;
 
 const clusterNameLabel = 'cluster.x-k8s.io/cluster-name';
 const ownerLabel = 'standin.icn.test/owner';
@@ -129,14 +138,15 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
   }
 
   async function snapshot(): Promise<Snapshot> {
-    const [host, cluster, metal3Cluster, controlPlane, machineDeployment] = await Promise.all([
+    const [host, cluster, metal3Cluster, controlPlane, machineDeployment, machineTemplate] = await Promise.all([
       list('host'),
       list('cluster'),
       list('metal3Cluster'),
       list('controlPlane'),
       list('machineDeployment'),
+      list('machineTemplate'),
     ]);
-    return { host, cluster, metal3Cluster, controlPlane, machineDeployment };
+    return { host, cluster, metal3Cluster, controlPlane, machineDeployment, machineTemplate };
   }
 
   async function patchIfChanged(kind: Kind, object: KubeObject, patch: Record<string, unknown>): Promise<void> {
@@ -227,21 +237,26 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
       }
       if (clusterName !== undefined) await writeKubeconfig(kcp, clusterName);
     }
-    if (clusterName !== undefined) await ensureNodes(kcp, 'control-plane', clusterName, replicas, version);
     const rolling = initialized && typeof status.version === 'string' && status.version !== version;
     const roll = rolling ? rollout(kcp, version, replicas) : { updatedReplicas: replicas, done: true };
+    const ready =
+      clusterName === undefined
+        ? 0
+        : await ensureMachines(kcp, 'control-plane', clusterName, replicas, version, snap, roll.done);
     await patchIfChanged('controlPlane', kcp, {
       replicas,
-      readyReplicas: replicas,
+      readyReplicas: ready,
       updatedReplicas: roll.updatedReplicas,
-      unavailableReplicas: 0,
+      unavailableReplicas: replicas - ready,
       initialized: true,
-      ready: true,
+      ready: ready > 0,
       version: roll.done ? version : status.version,
       selector,
       observedGeneration: kcp.metadata.generation,
       conditions: [
-        condition(kcp, 'Ready', 'True'),
+        ready >= replicas
+          ? condition(kcp, 'Ready', 'True')
+          : condition(kcp, 'Ready', 'False', 'ScalingUp', `${ready} of ${replicas} machines have a BareMetalHost`),
         condition(kcp, 'Available', 'True'),
         roll.done
           ? condition(kcp, 'MachinesSpecUpToDate', 'True')
@@ -281,21 +296,31 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
       });
       return;
     }
-    if (clusterName !== undefined) await ensureNodes(md, 'worker', clusterName, replicas, version);
     // A spec change after the first rollout (a new version) is another rollout.
     const known = status.phase === 'Running';
     const generation = md.metadata.generation ?? 0;
     const changed = known && typeof status.observedGeneration === 'number' && status.observedGeneration < generation;
     const rollingNow = changed || (known && status.updatedReplicas !== replicas);
     const roll = rollingNow ? rollout(md, `${generation}`, replicas) : { updatedReplicas: replicas, done: true };
+    const ready =
+      clusterName === undefined
+        ? 0
+        : await ensureMachines(md, 'worker', clusterName, replicas, version, snap, roll.done);
+    const complete = ready >= replicas;
+    const waiting = `${ready} of ${replicas} machines have a BareMetalHost`;
     await patchIfChanged('machineDeployment', md, {
       ...base,
-      readyReplicas: replicas,
-      availableReplicas: replicas,
+      readyReplicas: ready,
+      availableReplicas: ready,
       updatedReplicas: roll.updatedReplicas,
-      unavailableReplicas: 0,
-      phase: 'Running',
-      conditions: [condition(md, 'Ready', 'True'), condition(md, 'Available', 'True')],
+      unavailableReplicas: replicas - ready,
+      phase: complete ? 'Running' : 'ScalingUp',
+      conditions: complete
+        ? [condition(md, 'Ready', 'True'), condition(md, 'Available', 'True')]
+        : [
+            condition(md, 'Ready', 'False', 'WaitingForHosts', waiting),
+            condition(md, 'Available', 'False', 'WaitingForHosts', waiting),
+          ],
     });
   }
 
@@ -350,34 +375,112 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
     });
   }
 
-  function nodeName(owner: KubeObject, index: number): string {
-    return `${owner.metadata.namespace ?? 'default'}-${owner.metadata.name}-${index}`.toLowerCase();
-  }
-
-  /** The Nodes a control plane or machine deployment owns, by index; extra ones are removed (scale down). */
-  async function ensureNodes(
+  /**
+   * cluster-api-provider-metal3's part for one control plane or machine deployment: up to `replicas` hosts bound and
+   * a Node per bound host; hosts no longer wanted are released and their Nodes deleted. Returns how many machines have
+   * a host (and so a Node). Once `rolled`, the Nodes report `version` as their kubelet's.
+   */
+  async function ensureMachines(
     owner: KubeObject,
     role: 'control-plane' | 'worker',
     clusterName: string,
     replicas: number,
     version: string,
-  ): Promise<void> {
+    snap: Snapshot,
+    rolled: boolean,
+  ): Promise<number> {
+    const hosts = snap.host.filter((h) => sameNamespace(h, owner));
+    const selector = hostSelectorOf(owner, snap);
+    // Without its template no Metal3Machine can be made, so no host is taken.
+    const candidates =
+      selector === undefined
+        ? []
+        : hosts
+            .filter((h) => usable(h) && matches(h, selector) && (consumerOf(h) === undefined || boundTo(h, owner)))
+            .sort(
+              (a, b) =>
+                Number(boundTo(b, owner)) - Number(boundTo(a, owner)) || a.metadata.name.localeCompare(b.metadata.name),
+            );
+    const chosen = new Set(candidates.slice(0, replicas));
+    for (const host of hosts) if (boundTo(host, owner) && !chosen.has(host)) await release(host);
+    const bound: KubeObject[] = [];
+    for (const host of chosen) if (boundTo(host, owner) || (await bind(host, owner))) bound.push(host);
+
     const existing = await kube.list('v1', 'Node', {
       labelSelector: `${ownerLabel}=${owner.metadata.name},${ownerNamespaceLabel}=${owner.metadata.namespace ?? ''}`,
     });
-    const wanted = new Set(Array.from({ length: replicas }, (_, i) => nodeName(owner, i)));
+    const wanted = new Map(bound.map((h) => [nodeName(h), h]));
     for (const node of existing) {
       if (!wanted.has(node.metadata.name))
         await kube.delete({ apiVersion: 'v1', kind: 'Node', name: node.metadata.name }, { waitMs: 0 });
     }
-    const have = new Set(existing.map((n) => n.metadata.name));
-    for (const name of wanted) {
-      if (have.has(name)) continue;
-      await kube.apply(clusterNode(name, role, owner, clusterName, version));
+    for (const [name, host] of wanted) {
+      const node = existing.find((n) => n.metadata.name === name);
+      if (node === undefined) {
+        // A new machine starts from the current spec, mid-rollout too.
+        await kube.apply(clusterNode(name, role, owner, host, clusterName, version));
+      } else if (rolled && kubeletVersionOf(node) !== version) {
+        await kube.patchStatus({ apiVersion: 'v1', kind: 'Node', name }, { nodeInfo: { kubeletVersion: version } });
+      }
+    }
+    return bound.length;
+  }
+
+  /** The Metal3MachineTemplate's matchLabels (matchExpressions are not needed by the tests); undefined: no template. */
+  function hostSelectorOf(owner: KubeObject, snap: Snapshot): Record<string, string> | undefined {
+    const spec = specOf(owner) as {
+      machineTemplate?: { infrastructureRef?: { name?: string } };
+      template?: { spec?: { infrastructureRef?: { name?: string } } };
+    };
+    const name =
+      owner.kind === kinds.controlPlane.kind
+        ? spec.machineTemplate?.infrastructureRef?.name
+        : spec.template?.spec?.infrastructureRef?.name;
+    const template = snap.machineTemplate.find((t) => sameNamespace(t, owner) && t.metadata.name === name);
+    if (template === undefined) return undefined;
+    const templateSpec = specOf(template) as {
+      template?: { spec?: { hostSelector?: { matchLabels?: Record<string, string> } } };
+    };
+    return templateSpec.template?.spec?.hostSelector?.matchLabels ?? {};
+  }
+
+  /** Takes the host unless another machine got it first (the check and the write are one optimistic update). */
+  async function bind(host: KubeObject, owner: KubeObject): Promise<boolean> {
+    try {
+      const after = await kube.update(ref('host', host), (h) => {
+        if (consumerOf(h) !== undefined || h.metadata.deletionTimestamp !== undefined) return undefined;
+        const consumerRef = { ...metal3Machine, name: machineName(owner, h), namespace: h.metadata.namespace };
+        return { ...h, spec: { ...specOf(h), consumerRef } };
+      });
+      return boundTo(after, owner);
+    } catch (err) {
+      if (isNotFound(err)) return false;
+      throw err;
     }
   }
 
-  /** Nodes whose owner is gone go too (what the machine controllers do when their Machines are deleted). */
+  /**
+   * Clears the host's consumerRef. The real provider also takes the image off, which deprovisions the host; here the
+   * host keeps the image its owner (the site's activities) gave it.
+   */
+  async function release(host: KubeObject): Promise<void> {
+    const consumer = consumerOf(host);
+    try {
+      await kube.update(ref('host', host), (h) => {
+        const current = consumerOf(h);
+        if (current?.name !== consumer?.name || current?.kind !== consumer?.kind) return undefined;
+        const { consumerRef: _released, ...spec } = specOf(h);
+        return { ...h, spec };
+      });
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+    }
+  }
+
+  /**
+   * Nodes whose owner is gone go too, and the hosts it held are released (what the machine controllers do when their
+   * Machines are deleted).
+   */
   async function collectNodes(snap: Snapshot): Promise<void> {
     const nodes = await kube.list('v1', 'Node', { labelSelector: `${managedLabel}=${managedBy}` });
     for (const node of nodes) {
@@ -388,6 +491,14 @@ export function startClusterApiStandIn(opts: ClusterApiStandInOptions): ClusterA
         (o) => o.metadata.name === labels[ownerLabel] && o.metadata.namespace === namespace,
       );
       if (!owned) await kube.delete({ apiVersion: 'v1', kind: 'Node', name: node.metadata.name }, { waitMs: 0 });
+    }
+    for (const host of snap.host) {
+      const owner = ownerNameOf(host);
+      if (owner === undefined) continue;
+      const alive = [...snap.controlPlane, ...snap.machineDeployment].some(
+        (o) => sameNamespace(o, host) && o.metadata.name === owner,
+      );
+      if (!alive) await release(host);
     }
     const namespaces = opts.namespaces ?? [undefined];
     for (const namespace of namespaces) {
@@ -454,10 +565,11 @@ function clusterNode(
   name: string,
   role: 'control-plane' | 'worker',
   owner: KubeObject,
+  host: KubeObject,
   clusterName: string,
   version: string,
 ): KubeObject {
-  return fakeNode(name, {
+  const node = fakeNode(name, {
     kubeletVersion: version,
     labels: {
       [clusterNameLabel]: clusterName,
@@ -467,4 +579,54 @@ function clusterNode(
       ...(role === 'control-plane' ? { 'node-role.kubernetes.io/control-plane': '' } : {}),
     },
   });
+  const providerID = `metal3://${host.metadata.namespace ?? ''}/${host.metadata.name}/${machineName(owner, host)}`;
+  return { ...node, spec: { providerID } };
+}
+
+/** Node names are cluster-wide: the site's namespace keeps two sites' `host-1` apart. */
+function nodeName(host: KubeObject): string {
+  const site = (host.metadata.namespace ?? 'default').replace(/^site-/, '');
+  return `${site}-${host.metadata.name}`.toLowerCase();
+}
+
+/** The Metal3Machine that holds a host: one per (owner, host), as the provider names them here. */
+const machineName = (owner: KubeObject, host: KubeObject): string => `${owner.metadata.name}-${host.metadata.name}`;
+
+interface ConsumerRef {
+  apiVersion?: string;
+  kind?: string;
+  name?: string;
+  namespace?: string;
+}
+
+function consumerOf(host: KubeObject): ConsumerRef | undefined {
+  const consumer = specOf(host).consumerRef;
+  return typeof consumer === 'object' && consumer !== null ? consumer : undefined;
+}
+
+function boundTo(host: KubeObject, owner: KubeObject): boolean {
+  const consumer = consumerOf(host);
+  return consumer?.kind === metal3Machine.kind && consumer.name === machineName(owner, host);
+}
+
+/** The control plane or machine deployment whose machine holds the host, read back from the machine's name. */
+function ownerNameOf(host: KubeObject): string | undefined {
+  const consumer = consumerOf(host);
+  const suffix = `-${host.metadata.name}`;
+  if (consumer?.kind !== metal3Machine.kind || consumer.name?.endsWith(suffix) !== true) return undefined;
+  return consumer.name.slice(0, -suffix.length);
+}
+
+/** Provisioned and staying: a host being deleted or deprovisioned no longer carries a machine. */
+function usable(host: KubeObject): boolean {
+  const provisioning = statusOf(host).provisioning as { state?: string } | undefined;
+  return provisioning?.state === 'provisioned' && host.metadata.deletionTimestamp === undefined;
+}
+
+function matches(host: KubeObject, labels: Record<string, string>): boolean {
+  return Object.entries(labels).every(([key, value]) => host.metadata.labels?.[key] === value);
+}
+
+function kubeletVersionOf(node: KubeObject): string | undefined {
+  return (statusOf(node).nodeInfo as { kubeletVersion?: string } | undefined)?.kubeletVersion;
 }
