@@ -2,15 +2,18 @@
  * Install jobs: packages at given versions on a set of hosts, a bounded number of hosts at once, each host's
  * packages one after another, and one job at a time on a host (also across jobs). Every state change goes to the
  * journal first; a restarted BPA replays it and resumes the jobs that had not ended, and the hosts' own records
- * make anything already done a no-op. Cluster bring-up (cluster.ts) is a job of kind `cluster` on the same engine.
+ * make anything already done a no-op. kubeadm clusters (cluster.ts) change by jobs of kind `cluster` on the same
+ * engine, one at a time per cluster; the clusters' records are folded from those jobs' heads and steps.
  */
 import { randomUUID } from 'node:crypto';
+import { existsSync } from 'node:fs';
 import { EventEmitter } from 'node:events';
 import { PeerError } from '../clients/errors.ts';
 import { Limiter } from '../clients/ssh/limiter.ts';
 import type {
   BpaHost,
   ClusterSpecParsed,
+  ClusterUpgradeParsed,
   HostProgress,
   InstalledPackage,
   InstallJob,
@@ -24,7 +27,19 @@ import type { BinaryPackage } from '../domain/software-profile.ts';
 import type { Logger } from '../observability/logger.ts';
 import { StoreError } from '../store/errors.ts';
 import type { ArtifactCache } from './artifacts.ts';
-import { runCluster } from './cluster.ts';
+import {
+  applyClusterHead,
+  applyClusterStep,
+  type ClusterContext,
+  type ClusterJobSpec,
+  type ClusterRecord,
+  kubeconfigPath,
+  planReconcile,
+  planReset,
+  planUpgrade,
+  runClusterJob,
+  sameVersion,
+} from './cluster.ts';
 import { type ArtifactSource, runPackage } from './installer.ts';
 import type { JobEntry, JobJournal } from './journal.ts';
 import type { SshPool } from './secrets.ts';
@@ -74,6 +89,11 @@ function summarise(hosts: Iterable<HostProgress>): JobSummary {
   return summary;
 }
 
+/** Specs compare as their JSON: both were parsed by the same schema, so their keys come in the same order. */
+function same(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
 function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
@@ -84,6 +104,7 @@ export class BpaEngine {
   /** One job at a time on a host, by address and port. */
   readonly #hostLocks = new Map<string, Limiter>();
   readonly #installed = new Map<string, InstalledPackage>();
+  readonly #clusters = new Map<string, ClusterRecord>();
   #stopping = false;
 
   constructor(deps: EngineDeps) {
@@ -102,19 +123,29 @@ export class BpaEngine {
   /** Replays the journal and resumes every job that had not ended. */
   init(): void {
     for (const record of this.#deps.journal.installed()) this.#installed.set(this.#installedKey(record), record);
+    const unfinished: LiveJob[] = [];
     for (const replayed of this.#deps.journal.replay()) {
       const job = this.#live(replayed.id, replayed.head);
       for (const [name, progress] of replayed.hosts) job.hosts.set(name, progress);
       job.steps.push(...replayed.steps);
+      if (replayed.head.kind === 'cluster') {
+        const spec = replayed.head.spec;
+        applyClusterHead(this.#clusters, job.id, spec);
+        for (const step of replayed.steps) applyClusterStep(this.#clusters, spec, step);
+      }
       if (replayed.done) {
         job.state = replayed.done.state;
         job.finishedAt = replayed.done.finishedAt;
         if (replayed.done.error !== undefined) job.error = replayed.done.error;
         job.finish();
       } else {
-        this.#deps.logger.info({ jobId: job.id }, 'resuming an unfinished job');
-        this.#launch(job);
+        unfinished.push(job);
       }
+    }
+    // Once every cluster's record is whole: a resumed cluster job reads it.
+    for (const job of unfinished) {
+      this.#deps.logger.info({ jobId: job.id }, 'resuming an unfinished job');
+      this.#launch(job);
     }
   }
 
@@ -123,13 +154,42 @@ export class BpaEngine {
     return this.#start(spec.id, { type: 'job', kind: 'install', spec, createdAt: new Date().toISOString() });
   }
 
-  startCluster(spec: ClusterSpecParsed): { job: InstallJob; created: boolean } {
-    return this.#start(`cluster-${spec.name}`, {
-      type: 'job',
-      kind: 'cluster',
-      spec,
-      createdAt: new Date().toISOString(),
-    });
+  /**
+   * Brings the cluster up, or reconciles its hosts to the spec's; `created` is false when nothing was to be done or
+   * the same spec is being worked on already. Conflict while another job runs on the cluster.
+   */
+  startCluster(spec: ClusterSpecParsed): { cluster: ClusterRecord; created: boolean } {
+    const record = this.#clusters.get(spec.name);
+    if (record && this.#busy(record, (job) => job.op !== 'upgrade' && job.op !== 'reset' && same(job.spec, spec))) {
+      return { cluster: structuredClone(record), created: false };
+    }
+    const job = planReconcile(record, spec, existsSync(kubeconfigPath(this.#deps.journal.dir, spec.name)));
+    return this.#startClusterJob(record, job);
+  }
+
+  /** Upgrades the cluster's hosts to the version; not created when it runs that version or is being upgraded to it. */
+  upgradeCluster(name: string, upgrade: ClusterUpgradeParsed): { cluster: ClusterRecord; created: boolean } {
+    const record = this.#clusters.get(name);
+    if (!record) throw new StoreError('NotFound', `cluster ${name} not found`);
+    if (
+      this.#busy(record, (job) => job.op === 'upgrade' && sameVersion(job.kubernetesVersion, upgrade.kubernetesVersion))
+    ) {
+      return { cluster: structuredClone(record), created: false };
+    }
+    return this.#startClusterJob(record, planUpgrade(record, upgrade));
+  }
+
+  /** Resets every host of the cluster, then forgets it; not created when a reset is under way already. */
+  resetCluster(name: string): { cluster: ClusterRecord; created: boolean } {
+    const record = this.#clusters.get(name);
+    if (!record) throw new StoreError('NotFound', `cluster ${name} not found`);
+    if (this.#busy(record, (job) => job.op === 'reset')) return { cluster: structuredClone(record), created: false };
+    return this.#startClusterJob(record, planReset(record));
+  }
+
+  cluster(name: string): ClusterRecord | undefined {
+    const record = this.#clusters.get(name);
+    return record && structuredClone(record);
   }
 
   get(id: string): InstallJob | undefined {
@@ -189,6 +249,67 @@ export class BpaEngine {
     return { job: this.#view(job), created: true };
   }
 
+  /**
+   * Whether a job runs on the cluster: false when none does, true when it is the one asked for again (`isAsked`);
+   * Conflict otherwise, since the cluster changes one job at a time.
+   */
+  #busy(record: ClusterRecord, isAsked: (job: ClusterJobSpec) => boolean): boolean {
+    const job = this.#jobs.get(record.jobId);
+    if (!job || job.state === 'succeeded' || job.state === 'failed' || job.head.kind !== 'cluster') return false;
+    if (isAsked(job.head.spec)) return true;
+    throw new StoreError(
+      'Conflict',
+      `cluster ${record.name} is busy with job ${job.id} (${record.operation}); try again once it has ended`,
+    );
+  }
+
+  #startClusterJob(
+    record: ClusterRecord | undefined,
+    spec: ClusterJobSpec | undefined,
+  ): { cluster: ClusterRecord; created: boolean } {
+    if (!spec) {
+      if (!record) throw new Error('a cluster without a record had nothing to do');
+      return { cluster: structuredClone(record), created: false };
+    }
+    const id = this.#clusterJobId(spec);
+    const head: JobHead = { type: 'job', kind: 'cluster', spec, createdAt: new Date().toISOString() };
+    const job = this.#live(id, head);
+    this.#deps.journal.append(id, head);
+    applyClusterHead(this.#clusters, id, spec);
+    this.#launch(job);
+    const cluster = this.#clusters.get(spec.cluster);
+    if (!cluster) throw new Error(`cluster ${spec.cluster} has no record after its job started`);
+    return { cluster: structuredClone(cluster), created: true };
+  }
+
+  /**
+   * `cluster-<name>` for the first bring-up (as before clusters had other jobs), else `cluster-<name>.<op>-<n>`: a
+   * cluster name has no dot, so no cluster's ids can be another's.
+   */
+  #clusterJobId(spec: ClusterJobSpec): string {
+    const first = `cluster-${spec.cluster}`;
+    if (spec.op === 'bring-up' && !this.#jobs.has(first)) return first;
+    for (let n = 1; ; n++) {
+      const id = `${first}.${spec.op}-${n}`;
+      if (!this.#jobs.has(id)) return id;
+    }
+  }
+
+  /** The hosts a job installs packages on, each with its progress in the job. */
+  #packageHosts(head: JobHead): BpaHost[] {
+    if (head.kind === 'install') return head.spec.hosts;
+    const spec = head.spec;
+    switch (spec.op) {
+      case 'bring-up':
+      case 'reconcile':
+        return spec.spec.hosts.filter((h) => spec.add.includes(h.name));
+      case 'upgrade':
+        return spec.packages.length > 0 ? spec.hosts : [];
+      case 'reset':
+        return [];
+    }
+  }
+
   #live(id: string, head: JobHead): LiveJob {
     let finish: () => void = () => undefined;
     const finished = new Promise<void>((resolve) => {
@@ -205,7 +326,7 @@ export class BpaEngine {
       finish,
     };
     job.events.setMaxListeners(0);
-    for (const host of head.spec.hosts)
+    for (const host of this.#packageHosts(head))
       job.hosts.set(host.name, { host: host.name, state: 'pending', attempts: 0, packages: [] });
     this.#jobs.set(id, job);
     return job;
@@ -229,8 +350,14 @@ export class BpaEngine {
     job.state = 'running';
     const run =
       job.head.kind === 'install'
-        ? this.#runInstall(job, job.head.spec.action, job.head.spec.packages, job.head.spec.parallelism)
-        : runCluster(this.#clusterContext(job), job.head.spec);
+        ? this.#runInstall(
+            job,
+            job.head.spec.action,
+            job.head.spec.packages,
+            job.head.spec.hosts,
+            job.head.spec.parallelism,
+          )
+        : runClusterJob(this.#clusterContext(job, job.head.spec), job.head.spec);
     run.then(
       () => {
         const failed = [...job.hosts.values()].some((h) => h.state === 'failed');
@@ -259,15 +386,18 @@ export class BpaEngine {
     job.finish();
   }
 
-  #clusterContext(job: LiveJob) {
+  #clusterContext(job: LiveJob, spec: ClusterJobSpec): ClusterContext {
     return {
       jobId: job.id,
       ssh: this.#deps.ssh,
       logger: this.#deps.logger,
       commandTimeoutMs: this.#deps.options.commandTimeoutMs,
+      attempts: this.#deps.options.attempts,
+      retryDelayMs: this.#deps.options.retryDelayMs,
       steps: job.steps,
-      installPackages: (packages: BinaryPackage[], parallelism: number | undefined) =>
-        this.#runInstall(job, 'install', packages, parallelism).then(() => {
+      record: () => this.#clusters.get(spec.cluster),
+      installPackages: (packages: BinaryPackage[], hosts: BpaHost[], parallelism: number | undefined) =>
+        this.#runInstall(job, 'install', packages, hosts, parallelism).then(() => {
           const failed = [...job.hosts.values()].filter((h) => h.state === 'failed').map((h) => h.host);
           if (failed.length > 0) throw new Error(`installing the packages failed on ${failed.join(', ')}`);
         }),
@@ -276,7 +406,11 @@ export class BpaEngine {
         if (this.#isStopping()) throw new Stopping();
         job.steps.push(step);
         this.#deps.journal.append(job.id, { type: 'step', step });
+        applyClusterStep(this.#clusters, spec, step);
         job.events.emit('event', { type: 'step', jobId: job.id, step });
+      },
+      checkStopping: () => {
+        if (this.#isStopping()) throw new Stopping();
       },
       dataDir: this.#deps.journal.dir,
     };
@@ -302,6 +436,7 @@ export class BpaEngine {
     job: LiveJob,
     action: JobAction,
     packages: BinaryPackage[],
+    hosts: BpaHost[],
     parallelism: number | undefined,
   ): Promise<void> {
     const sources = new Map<string, ArtifactSource>();
@@ -325,7 +460,7 @@ export class BpaEngine {
     const limiter = new Limiter(parallelism ?? this.#deps.options.parallelism);
     try {
       await Promise.all(
-        job.head.spec.hosts.map(async (host) => {
+        hosts.map(async (host) => {
           const done = job.hosts.get(host.name);
           if (done?.state === 'succeeded' || done?.state === 'failed') return;
           const release = await limiter.acquire();

@@ -14,10 +14,11 @@ import type {
   ClusterSpecParsed,
   JobState,
 } from '../domain/bpa.ts';
+import type { ClusterJobSpec } from './cluster.ts';
 
 export type JobEntry =
   | { type: 'job'; kind: 'install'; spec: InstallJobSpecParsed; createdAt: string }
-  | { type: 'job'; kind: 'cluster'; spec: ClusterSpecParsed; createdAt: string }
+  | { type: 'job'; kind: 'cluster'; spec: ClusterJobSpec; createdAt: string }
   | { type: 'host'; progress: HostProgress }
   | { type: 'step'; step: string }
   | { type: 'done'; state: JobState; finishedAt: string; error?: string };
@@ -75,6 +76,13 @@ export class JobJournal {
       const entries = readLines(join(this.dir, 'jobs', file)) as JobEntry[];
       const head = entries[0];
       if (head?.type !== 'job') continue;
+      // Journals from before cluster jobs had operations hold a bring-up's spec alone.
+      if (head.kind === 'cluster') {
+        const spec = head.spec as ClusterJobSpec | ClusterSpecParsed;
+        if (!('op' in spec)) {
+          head.spec = { op: 'bring-up', cluster: spec.name, spec, add: spec.hosts.map((h) => h.name), remove: [] };
+        }
+      }
       const job: ReplayedJob = { id: file.slice(0, -'.jsonl'.length), head, hosts: new Map(), steps: [] };
       for (const entry of entries.slice(1)) {
         if (entry.type === 'host') job.hosts.set(entry.progress.host, entry.progress);

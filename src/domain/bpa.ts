@@ -1,7 +1,7 @@
 /**
  * The BPA's own resources: the artifacts it holds, install jobs over SSH, per-host progress, what each host has
- * installed, and kubeadm cluster bring-up. Shared by the BPA (src/bpa), its client (src/clients/bpa) and the BPM
- * activities.
+ * installed, and kubeadm clusters (bring-up, membership, upgrade, reset). Shared by the BPA (src/bpa), its client
+ * (src/clients/bpa) and the BPM activities.
  */
 import { z } from 'zod';
 import { ArtifactSpec } from './artifact.ts';
@@ -136,9 +136,11 @@ export const ClusterHost = BpaHost.extend({ role: z.enum(['control-plane', 'work
 export type ClusterHost = z.infer<typeof ClusterHost>;
 
 /**
- * Bring-up without Cluster-API: install the packages (kubeadm, kubelet, a container runtime, ...) on every host, run
- * `kubeadm init` on the first control-plane host, then `kubeadm join` on the other control-plane hosts and the
- * workers, one after another, and keep the admin kubeconfig.
+ * A kubeadm cluster without Cluster-API. Posted for a new name, it is brought up: the packages (kubeadm, kubelet, a
+ * container runtime, ...) on every host, `kubeadm init` on the first control-plane host, then `kubeadm join` on the
+ * other control-plane hosts and the workers, one after another, and the admin kubeconfig kept. Posted again with other
+ * hosts, the cluster is reconciled to them: hosts added get the packages and join, hosts removed are reset, the
+ * others are left alone. The endpoint, the CIDRs and the version cannot change that way (the version is an upgrade).
  */
 export const ClusterSpec = z
   .strictObject({
@@ -164,13 +166,39 @@ export const ClusterSpec = z
 export type ClusterSpec = z.input<typeof ClusterSpec>;
 export type ClusterSpecParsed = z.infer<typeof ClusterSpec>;
 
+/**
+ * `kubeadm upgrade apply` on the first control-plane host, then `kubeadm upgrade node` on the other control-plane
+ * hosts and the workers, one after another; `packages` (the kubeadm and kubelet of that version, typically) go on
+ * every host first.
+ */
+export const ClusterUpgrade = z
+  .strictObject({
+    kubernetesVersion: SemVer,
+    packages: z.array(BinaryPackage).max(50).optional(),
+  })
+  .superRefine((upgrade, ctx) => {
+    uniqueNames(upgrade.packages ?? [], 'packages', ctx);
+  });
+export type ClusterUpgrade = z.input<typeof ClusterUpgrade>;
+export type ClusterUpgradeParsed = z.infer<typeof ClusterUpgrade>;
+
+/** What the cluster's latest job does: a reset ends with the cluster forgotten (404). */
+export const ClusterOperation = z.enum(['bring-up', 'reconcile', 'upgrade', 'reset']);
+export type ClusterOperation = z.infer<typeof ClusterOperation>;
+
 export const ClusterStatus = z.object({
   name: z.string(),
+  /** The latest job on the cluster (GET /v1/jobs/:id for its hosts' progress). */
   jobId: z.string(),
+  operation: ClusterOperation,
   state: JobState,
-  /** Steps done so far, e.g. "packages", "init host-001", "join host-002". */
+  /** That job's steps done so far, e.g. "packages", "init host-001", "join host-002", "upgrade node host-002". */
   steps: z.array(z.string()),
   kubeconfigReady: z.boolean(),
+  /** What the cluster runs: changed by an upgrade once every host has been upgraded. */
+  kubernetesVersion: z.string(),
+  /** The hosts in the cluster now (initialised or joined, not reset). */
+  hosts: z.array(z.object({ name: z.string(), role: ClusterHost.shape.role })),
   error: z.string().optional(),
 });
 export type ClusterStatus = z.infer<typeof ClusterStatus>;

@@ -4,10 +4,10 @@ import { createHash } from 'node:crypto';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { freePort, waitUntil } from '../../deploy/dev/lab/processes.ts';
-import type { SshHostsInfo } from '../../deploy/dev/lab/ssh-hosts.ts';
+import type { SshHost, SshHostsInfo } from '../../deploy/dev/lab/ssh-hosts.ts';
 import { buildBpaApi, openBpa, parseBpaConfig, type Bpa } from '../../src/bpa/index.ts';
 import { BpaClient } from '../../src/clients/bpa/index.ts';
-import type { BpaHost } from '../../src/domain/bpa.ts';
+import type { BpaHost, ClusterHost } from '../../src/domain/bpa.ts';
 import type { BinaryPackage } from '../../src/domain/software-profile.ts';
 import { createLogger } from '../../src/observability/logger.ts';
 
@@ -154,3 +154,25 @@ export function onHost(root: string, ...path: string[]): string | undefined {
 }
 
 export { waitUntil };
+
+/** A lab host as a kubeadm cluster's host. */
+export function clusterHost(h: SshHost, role: ClusterHost['role']): ClusterHost {
+  return { name: h.name, address: h.host, port: h.port, user: 'root', role, keyRef };
+}
+
+/** The lab kubeadm's calls on a host, in order ("kubeadm init ..."). */
+export function kubeadmCalls(h: SshHost): string[] {
+  return onHost(h.root, 'var/lib/fixture/kubeadm/calls')?.split('\n') ?? [];
+}
+
+/** The lab kubeadm's calls on these hosts in the order they were made, as "<host> kubeadm <args>". */
+export function kubeadmTimeline(hosts: SshHost[]): string[] {
+  return hosts
+    .flatMap((h) => onHost(h.root, 'var/lib/fixture/kubeadm/calls.at')?.split('\n') ?? [])
+    .map((line) => {
+      const space = line.indexOf(' ');
+      return { at: BigInt(line.slice(0, space)), call: line.slice(space + 1) };
+    })
+    .sort((a, b) => (a.at < b.at ? -1 : a.at > b.at ? 1 : 0))
+    .map((c) => c.call);
+}

@@ -1,6 +1,7 @@
 /**
  * The BPA's typed client, used by the global controller's BPM: artifact uploads that resume where the BPA stands,
- * install jobs (started idempotently by id, polled or streamed), cluster bring-up and its kubeconfig, SSH keys.
+ * install jobs (started idempotently by id, polled or streamed), kubeadm clusters (bring-up, membership, upgrade,
+ * reset) and their kubeconfig, SSH keys.
  * Failures are PeerError('bpa'): retryable when the BPA cannot be reached or answers 5xx, not for refusals.
  */
 import { createReadStream } from 'node:fs';
@@ -13,6 +14,7 @@ import {
   type BpaSecret,
   type ClusterSpec,
   ClusterStatus,
+  type ClusterUpgrade,
   InstalledPackage,
   InstallJob,
   type InstallJobSpec,
@@ -163,18 +165,62 @@ export class BpaClient {
     return z.object({ items: z.array(InstalledPackage) }).parse(await this.#json('GET', `/v1/installed${query}`)).items;
   }
 
+  /**
+   * Brings the cluster up, or reconciles an existing one to the spec's hosts (added ones join, removed ones are
+   * reset; the others are left alone). Wait for `jobId` with getJob (or events) and read the outcome with getCluster.
+   * The same spec again, or one whose hosts the cluster has already, changes nothing and returns the status as it
+   * stands. PeerError `Conflict` (not retryable) while another job runs on the cluster, or when the spec changes what
+   * only a new cluster or an upgrade can (endpoint, CIDRs, version, a host's role).
+   */
   async startCluster(spec: ClusterSpec): Promise<ClusterStatus> {
     return ClusterStatus.parse(await this.#json('POST', '/v1/clusters', spec));
   }
 
+  /**
+   * Upgrades the cluster to `kubernetesVersion` (the packages on every host first); wait for `jobId` as for
+   * startCluster. A cluster at that version already, or being upgraded to it, returns its status as it stands, whose
+   * `jobId` is then its latest job. PeerError `NotFound` for no such cluster, `Conflict` while another job runs on it
+   * or for a downgrade.
+   */
+  async upgradeCluster(name: string, upgrade: ClusterUpgrade): Promise<ClusterStatus> {
+    return ClusterStatus.parse(await this.#json('POST', `/v1/clusters/${encodeURIComponent(name)}/upgrade`, upgrade));
+  }
+
+  /**
+   * Starts resetting the cluster (`kubeadm reset -f` on every host, then the cluster and its kubeconfig forgotten)
+   * and returns at once: true when the cluster existed (a reset under way already counts), false when it is gone
+   * (a reset done, or never brought up). The reset is done when getCluster(name) returns undefined; until then
+   * getCluster gives its `jobId` (for getJob and events), and state `failed` with `error` if the reset failed.
+   * PeerError `Conflict` while another job runs on the cluster.
+   */
+  async resetCluster(name: string): Promise<boolean> {
+    const path = `/v1/clusters/${encodeURIComponent(name)}`;
+    const res = await this.#request('DELETE', path, {});
+    if (res.status === 404) {
+      // The BPA's own answer, not a BPA without this route: that one must not pass for a cluster already gone.
+      const failure = FailureBody.safeParse(await res.json().catch(() => undefined));
+      if (failure.success && failure.data.error === 'NotFound') return false;
+      throw new PeerError(
+        'bpa',
+        `bpa DELETE ${this.url}${path}: 404 without the BPA's NotFound: no cluster reset here`,
+        {
+          retryable: false,
+          reason: 'HTTP404',
+        },
+      );
+    }
+    ClusterStatus.parse(await this.#expect(res, 'DELETE', path));
+    return true;
+  }
+
   async getCluster(name: string): Promise<ClusterStatus | undefined> {
-    const body = await this.#json('GET', `/v1/clusters/${name}`, undefined, [404]);
+    const body = await this.#json('GET', `/v1/clusters/${encodeURIComponent(name)}`, undefined, [404]);
     return body === undefined ? undefined : ClusterStatus.parse(body);
   }
 
   /** The admin kubeconfig once the bring-up has fetched it; undefined before. */
   async kubeconfig(cluster: string): Promise<string | undefined> {
-    const path = `/v1/clusters/${cluster}/kubeconfig`;
+    const path = `/v1/clusters/${encodeURIComponent(cluster)}/kubeconfig`;
     const res = await this.#request('GET', path, {});
     if (res.status === 404) {
       await res.body?.cancel();
