@@ -137,17 +137,19 @@ export function bpaAccess(deps: BpmActivityDeps) {
 
   /**
    * Starts the job `jobId` (unless an earlier attempt did: the id is derived from the activity, the same on every
-   * attempt) and waits for its end, heartbeating each poll through `beat`.
+   * attempt) and waits for its end, heartbeating each poll through `beat` (the job's id and summary by default; an
+   * activity that resumes from other heartbeat details passes its own).
    */
   async function runJob(
     bpa: BpaClient,
     jobId: string,
     spec: { action: 'install' | 'rollback'; hosts: BpaHost[]; packages: BinaryPackage[] },
+    beat?: (job: InstallJob) => void,
   ): Promise<InstallJob> {
     // A cluster host's role is not part of an install job (the BPA refuses unknown fields).
     const hosts = spec.hosts.map(({ name, address, port, user, keyRef }) => ({ name, address, port, user, keyRef }));
     if (!(await bpa.getJob(jobId))) await bpa.startJob({ id: jobId, ...spec, hosts });
-    return waitForJob(bpa, jobId);
+    return waitForJob(bpa, jobId, beat);
   }
 
   function jobFailure(site: string, what: string, job: InstallJob): ApplicationFailure {

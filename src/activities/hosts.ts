@@ -42,8 +42,8 @@ export interface HostActivityDeps {
   heartbeatIntervalMs?: number;
 }
 
-const steps = ['cordon', 'drain', 'packages', 'reboot', 'ready', 'uncordon', 'verify', 'record'] as const;
-type Step = (typeof steps)[number];
+/** A patch's steps, in the order they run. */
+type Step = 'cordon' | 'drain' | 'packages' | 'reboot' | 'ready' | 'uncordon' | 'verify' | 'record';
 
 /** What a host's patch reports in its heartbeat and resumes from. */
 interface PatchProgress {
@@ -138,11 +138,13 @@ export function createHostActivities(deps: HostActivityDeps) {
               if (input.packages.length === 0) return;
               const { bpa } = await deps.bpa.siteBpa(input.site, input.bpaUrl);
               const hosts = await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]);
-              const job = await deps.bpa.runJob(bpa, activityJobId(`-${input.action}`), {
-                action: input.action,
-                hosts,
-                packages: input.packages,
-              });
+              // Heartbeats stay this patch's progress while the job runs: a retry resumes from them.
+              const job = await deps.bpa.runJob(
+                bpa,
+                activityJobId(`-${input.action}`),
+                { action: input.action, hosts, packages: input.packages },
+                beat,
+              );
               beat();
               if (job.state === 'failed') {
                 throw deps.bpa.jobFailure(input.site, `${input.action} on ${input.host}`, job);

@@ -1,183 +1,303 @@
-// Needs: real sshd hosts (2 of their own, from the ssh-hosts lab peer's startSshHosts) and a BPA in this process.
+// Needs: real sshd hosts (their own), a BPA in this process, an inventory store (PGlite).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { MockActivityEnvironment } from '@temporalio/testing';
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { ApplicationFailure } from '@temporalio/common';
+import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { type SshHostsInfo, startSshHosts, stopSshHosts } from '../../deploy/dev/lab/ssh-hosts.ts';
 import { createBpmActivities, derivedJobId } from '../../src/activities/bpm.ts';
-import type { ArtifactSpec } from '../../src/domain/artifact.ts';
-import { keyRef, labHosts, labPackage, onHost, startBpa, type TestBpa } from '../bpa/support.ts';
+import type { LabPackage } from '../bpa/support.ts';
+import { onHost } from '../bpa/support.ts';
+import {
+  artifactSpecOf,
+  attempt,
+  type BpmSite,
+  keyLines,
+  sent,
+  type SiteHost,
+  siteSpec,
+  sshKeySecret,
+  startBpmSite,
+  tokenSecret,
+} from '../support/bpm-site.ts';
 
-let dir: string;
-let info: SshHostsInfo;
-let bpa: TestBpa;
-const saved = new Map<string, string>();
+const site = 'bpm-edge';
+const workflowId = `site-install/${site}`;
+
+let lab: BpmSite;
+let bpm: ReturnType<typeof createBpmActivities>;
+let a: SiteHost;
+let b: SiteHost;
+/** kubelet, containerd and kubeadm 1.0.0, in the inventory's artifacts. */
+let base: LabPackage[];
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), 'icn-bpm-'));
-  info = await startSshHosts({ count: 2, dir: join(dir, 'lab') });
-  bpa = await startBpa(join(dir, 'bpa'), info);
+  lab = await startBpmSite({ prefix: 'bpm', site, hostNames: ['edge-a', 'edge-b'] });
+  [a, b] = lab.hosts as [SiteHost, SiteHost];
+  bpm = createBpmActivities(lab.deps);
+  base = [];
+  for (const name of ['kubelet', 'containerd', 'kubeadm']) base.push(await lab.centralPackage(name, name, '1.0.0'));
 });
 
 afterAll(async () => {
-  await bpa.close();
-  await stopSshHosts(join(dir, 'lab'));
-  rmSync(dir, { recursive: true, force: true });
+  await lab.close();
 });
 
-const pkgDir = () => join(dir, 'central');
-const packages = () => ['kubelet', 'containerd', 'kubeadm'].map((n) => labPackage(pkgDir(), n, n, '1.0.0'));
-const files = () => new Map(packages().map((p) => [p.pkg.artifact.sha256, p.file]));
-const specOf = (p: ReturnType<typeof packages>[number]): ArtifactSpec => ({
-  type: 'binary-package',
-  name: p.pkg.name,
-  version: p.pkg.version,
-  sha256: p.pkg.artifact.sha256,
-  size: p.size,
-  metadata: {},
-});
+const sha = (p: LabPackage) => p.pkg.artifact.sha256;
+const bpaUrl = () => lab.bpa.url;
 
-type Bpm = ReturnType<typeof createBpmActivities>;
-
-/** Runs one BPM activity in a mock activity context, its input typed by the activity's own parameter. */
-async function inEnv<K extends keyof Bpm>(
-  env: MockActivityEnvironment,
-  name: K,
-  input: Parameters<Bpm[K]>[0],
-  acts: Bpm = activities(),
-): Promise<Awaited<ReturnType<Bpm[K]>>> {
-  const fn = acts[name] as (input: Parameters<Bpm[K]>[0]) => Promise<Awaited<ReturnType<Bpm[K]>>>;
-  const result: unknown = await env.run(async () => fn(input));
-  return result as Awaited<ReturnType<Bpm[K]>>;
+/** The ApplicationFailure an attempt ended with (its type, retryability, message, details). */
+function failure(error: unknown): ApplicationFailure {
+  expect(error).toBeInstanceOf(ApplicationFailure);
+  return error as ApplicationFailure;
 }
 
-function activities(pollIntervalMs = 100) {
-  return createBpmActivities({
-    bpaFor: () => bpa.client,
-    artifactPath: (sha) => files().get(sha) ?? '/nonexistent',
-    saveKubeconfig: async (site, cluster, kubeconfig) => {
-      saved.set(`${site}-${cluster}-kubeconfig`, kubeconfig);
-      return `${site}-${cluster}-kubeconfig`;
-    },
-    pollIntervalMs,
-  });
-}
+describe('BPM activities: the inventory site, its BPA and real sshd hosts', () => {
+  it('distributeArtifacts uploads only what the BPA lacks, heartbeating the offset of each', async () => {
+    const [kubelet, containerd, kubeadm] = base as [LabPackage, LabPackage, LabPackage];
+    await lab.bpa.client.uploadArtifact(artifactSpecOf(kubelet), kubelet.file);
 
-describe('BPM activities against a BPA and real sshd hosts', () => {
-  it('uploads only what the BPA lacks', async () => {
-    const [kubelet, containerd, kubeadm] = packages() as [
-      ReturnType<typeof packages>[number],
-      ReturnType<typeof packages>[number],
-      ReturnType<typeof packages>[number],
-    ];
-    await bpa.client.uploadArtifact(specOf(kubelet), kubelet.file);
-    const env = new MockActivityEnvironment();
-    const heartbeats: unknown[] = [];
-    env.on('heartbeat', (d: unknown) => heartbeats.push(d));
-    const result = await inEnv(env, 'distributeArtifacts', {
-      site: 'edge-1',
-      artifacts: [kubelet, containerd, kubeadm].map(specOf),
-    });
-    expect(result).toEqual({
-      uploaded: [containerd.pkg.artifact.sha256, kubeadm.pkg.artifact.sha256],
-      present: [kubelet.pkg.artifact.sha256],
-    });
-    expect(heartbeats).toContainEqual({ sha256: kubeadm.pkg.artifact.sha256, offset: kubeadm.size });
-    expect((await bpa.client.listArtifacts()).map((a) => a.sha256).sort()).toEqual(
-      packages()
-        .map((p) => p.pkg.artifact.sha256)
-        .sort(),
+    const run = await attempt(() =>
+      bpm.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: [...base.map(sha), sha(kubelet)] }),
     );
+    expect(run.error).toBeUndefined();
+    expect(run.result).toEqual({ uploaded: 2 });
+    expect((await lab.bpa.client.listArtifacts()).map((x) => x.sha256).sort()).toEqual(base.map(sha).sort());
+    // Each artifact sent is reported from 0 to its size, chunk by chunk (512-byte chunks); the one held is not sent.
+    for (const p of [containerd, kubeadm]) {
+      const offsets = run.heartbeats
+        .filter((h) => (h as { sha256?: string }).sha256 === sha(p))
+        .map((h) => (h as { offset: number }).offset);
+      expect(offsets[0]).toBe(0);
+      expect(offsets.at(-1)).toBe(p.size);
+      expect(offsets.length).toBeGreaterThanOrEqual(1 + Math.ceil(p.size / 512));
+      expect([...offsets].sort((x, y) => x - y)).toEqual(offsets);
+    }
+    expect(run.heartbeats).not.toContainEqual(expect.objectContaining({ sha256: sha(kubelet) }));
+    // The BPA's copies are whole: what it holds matches what the inventory holds.
+    for (const p of base) expect((await lab.bpa.client.getArtifact(sha(p)))?.size).toBe(p.size);
+
+    const again = await attempt(() => bpm.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: base.map(sha) }));
+    expect(again.result).toEqual({ uploaded: 0 });
+    expect(again.heartbeats).toEqual([]);
   });
 
-  it('starts an install job and waits for it with heartbeats; a retry resumes from the heartbeat, not a new job', async () => {
-    const pkgs = packages().map((p) => p.pkg);
-    const env = new MockActivityEnvironment({
-      activityId: '7',
-      workflowExecution: { workflowId: 'site-install/edge-1', runId: 'r1' },
-    });
-    const heartbeats: unknown[] = [];
-    env.on('heartbeat', (d: unknown) => heartbeats.push(d));
-    const result = await inEnv(env, 'runInstallJob', {
-      site: 'edge-1',
-      spec: { hosts: labHosts(info), packages: pkgs },
-    });
-    const jobId = derivedJobId('site-install/edge-1-7');
-    expect(jobId).toBe('site-install-edge-1-7');
-    expect(result).toEqual({
-      jobId,
-      state: 'succeeded',
-      summary: { pending: 0, running: 0, succeeded: 2, failed: 0 },
-      failedHosts: [],
-    });
-    expect(heartbeats[0]).toEqual({ jobId });
-    expect(heartbeats.at(-1)).toEqual({ jobId, summary: result.summary });
-    for (const h of info.hosts) expect(onHost(h.root, 'var/lib/fixture/kubelet/install.count')).toBe('1');
+  it('installPackages installs on the named hosts and returns their versions; a retried attempt joins its job', async () => {
+    const packages = base.map((p) => p.pkg);
+    const ids = { workflowId, activityId: '7' };
+    const run = await attempt(
+      () => bpm.installPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name, b.name], packages }),
+      ids,
+    );
+    expect(run.error).toBeUndefined();
+    const versions = { kubelet: '1.0.0', containerd: '1.0.0', kubeadm: '1.0.0' };
+    expect(run.result).toEqual({ [a.name]: versions, [b.name]: versions });
 
-    // The retried attempt finds its job through the heartbeat details: no second job, nothing installed twice.
-    const jobsBefore = (await bpa.client.listJobs()).length;
-    const retry = new MockActivityEnvironment({ heartbeatDetails: { jobId } });
-    const again = await inEnv(retry, 'runInstallJob', {
-      site: 'edge-1',
-      spec: { hosts: labHosts(info), packages: pkgs },
-    });
-    expect(again.jobId).toBe(jobId);
-    expect((await bpa.client.listJobs()).length).toBe(jobsBefore);
-    for (const h of info.hosts) expect(onHost(h.root, 'var/lib/fixture/kubelet/install.count')).toBe('1');
+    // The job is named after the workflow and the activity, and ran on exactly the named hosts.
+    const jobId = derivedJobId(`${workflowId}-7`);
+    expect(jobId).toBe('site-install-bpm-edge-7');
+    const job = await lab.bpa.client.getJob(jobId);
+    expect(job).toMatchObject({ state: 'succeeded', action: 'install' });
+    expect(job?.hosts.map((h) => h.host).sort()).toEqual([a.name, b.name]);
+    expect(run.heartbeats.at(-1)).toEqual({ jobId, summary: { pending: 0, running: 0, succeeded: 2, failed: 0 } });
+    for (const h of [a, b]) {
+      for (const p of ['kubelet', 'containerd']) expect(onHost(h.ssh.root, 'opt', p, 'version')).toBe('1.0.0');
+      expect(onHost(h.ssh.root, 'var/lib/fixture/kubelet/install.count')).toBe('1');
+      expect(onHost(h.ssh.root, 'var/lib/fixture/kubeadm/install.count')).toBe('1');
+    }
+    // The key went from the inventory to the BPA (write-only there), under the inventory secret's name.
+    const keyFile = lab.bpaSecretFile(sshKeySecret);
+    expect(readFileSync(keyFile, 'utf8')).toBe(lab.privateKey);
+    expect(statSync(keyFile).mode & 0o777).toBe(0o600);
+    // The BPA records what each host runs.
+    expect((await lab.bpa.client.installed(a.name)).map((r) => `${r.name} ${r.version}`).sort()).toEqual([
+      'containerd 1.0.0',
+      'kubeadm 1.0.0',
+      'kubelet 1.0.0',
+    ]);
+
+    // The retried attempt (same workflow, same activity) finds its job: no second job, nothing installed twice.
+    const jobs = (await lab.bpa.client.listJobs()).length;
+    const retry = await attempt(
+      () => bpm.installPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name, b.name], packages }),
+      ids,
+    );
+    expect(retry.result).toEqual(run.result);
+    expect((await lab.bpa.client.listJobs()).length).toBe(jobs);
+    expect((await lab.bpa.client.getJob(jobId))?.createdAt).toBe(job?.createdAt);
+    for (const h of [a, b]) {
+      expect(onHost(h.ssh.root, 'var/lib/fixture/kubelet/install.count')).toBe('1');
+      expect(onHost(h.ssh.root, 'var/lib/fixture/kubelet/calls')).toBe('install 1.0.0\nverify 1.0.0');
+    }
   });
 
-  it('reports failed hosts of a job, and fails a non-retryable refusal at once', async () => {
-    const p = labPackage(pkgDir(), 'example-driver', 'drv', '1.0.0', { install: 'exit 3' });
-    await bpa.client.uploadArtifact(specOf(p), p.file);
-    const env = new MockActivityEnvironment();
-    const result = await inEnv(env, 'runInstallJob', {
-      site: 'edge-1',
-      spec: { id: 'bpm-failing', hosts: labHosts(info), packages: [p.pkg] },
-    });
-    expect(result.state).toBe('failed');
-    expect(result.failedHosts.map((h) => h.host)).toEqual(['host-001', 'host-002']);
-    expect(result.failedHosts[0]!.error).toContain('install exited 3');
+  it('a package failing on a host fails non-retryably as PackagesFailed, naming that host', async () => {
+    const drv = await lab.centralPackage('example-driver', 'drv', '1.0.0');
+    await attempt(() => bpm.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: [sha(drv)] }));
+    mkdirSync(join(b.ssh.root, 'etc/fixture-fail'), { recursive: true });
+    writeFileSync(join(b.ssh.root, 'etc/fixture-fail/drv'), '');
 
-    const refused = await inEnv(new MockActivityEnvironment(), 'runInstallJob', {
-      site: 'edge-1',
-      spec: { id: 'bpm-failing', hosts: labHosts(info).slice(0, 1), packages: [p.pkg] },
-    }).catch((e: unknown) => e);
-    expect(refused).toMatchObject({ type: 'bpa.Conflict', nonRetryable: true });
+    const run = await attempt(
+      () => bpm.installPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name, b.name], packages: [drv.pkg] }),
+      { workflowId, activityId: 'drv' },
+    );
+    const err = failure(run.error);
+    expect(err.type).toBe('PackagesFailed');
+    expect(err.nonRetryable).toBe(true);
+    expect(err.message).toContain('failed on 1 host(s)');
+    expect(err.message).toContain(`${b.name}: `);
+    expect(err.message).toContain('drv: install refused on purpose');
+    expect(err.message).not.toContain(`${a.name}:`);
+    const jobId = derivedJobId(`${workflowId}-drv`);
+    expect(err.details).toEqual([{ jobId, failedHosts: [b.name] }]);
+    // The BPA's job and the hosts agree: installed on one, not on the other.
+    const job = await lab.bpa.client.getJob(jobId);
+    expect(job?.state).toBe('failed');
+    expect(job?.hosts.find((h) => h.host === b.name)?.state).toBe('failed');
+    expect(job?.hosts.find((h) => h.host === a.name)?.state).toBe('succeeded');
+    expect(onHost(a.ssh.root, 'opt/drv/version')).toBe('1.0.0');
+    expect(onHost(b.ssh.root, 'opt/drv/version')).toBeUndefined();
   });
 
-  it('brings a cluster up and keeps its kubeconfig as a secret, not in the result', async () => {
-    const env = new MockActivityEnvironment();
-    const [h1, h2] = info.hosts as [SshHostsInfo['hosts'][0], SshHostsInfo['hosts'][0]];
-    const status = await inEnv(env, 'bringUpCluster', {
-      site: 'edge-1',
-      spec: {
-        name: 'edge-1',
-        kubernetesVersion: '1.34.2',
-        controlPlaneEndpoint: { host: '10.0.0.1' },
-        hosts: [
-          { name: h1.name, address: h1.host, port: h1.port, role: 'control-plane', keyRef },
-          { name: h2.name, address: h2.host, port: h2.port, role: 'worker', keyRef },
-        ],
-        packages: packages().map((p) => p.pkg),
+  it('rollbackPackages takes the hosts at the version given up back to the one before; others are left alone', async () => {
+    const next = await lab.centralPackage('kubelet', 'kubelet', '1.1.0');
+    await attempt(() => bpm.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: [sha(next)] }));
+    const up = await attempt(
+      () => bpm.installPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name], packages: [next.pkg] }),
+      { workflowId: `site-patch/${site}`, activityId: 'install-a' },
+    );
+    expect(up.result).toEqual({ [a.name]: { kubelet: '1.1.0' } });
+    expect(onHost(a.ssh.root, 'opt/kubelet/version')).toBe('1.1.0');
+    expect(onHost(b.ssh.root, 'opt/kubelet/version')).toBe('1.0.0');
+
+    const jobs = (await lab.bpa.client.listJobs()).length;
+    const nothing = await attempt(() =>
+      bpm.rollbackPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name, b.name], packages: [] }),
+    );
+    expect(nothing.error).toBeUndefined();
+    expect((await lab.bpa.client.listJobs()).length).toBe(jobs);
+
+    const callsOfB = onHost(b.ssh.root, 'var/lib/fixture/kubelet/calls');
+    const back = await attempt(
+      () => bpm.rollbackPackages({ site, bpaUrl: bpaUrl(), hosts: [a.name, b.name], packages: [next.pkg] }),
+      { workflowId: `site-patch/${site}`, activityId: 'rollback' },
+    );
+    expect(back.error).toBeUndefined();
+    expect(onHost(a.ssh.root, 'opt/kubelet/version')).toBe('1.0.0');
+    expect(onHost(a.ssh.root, 'var/lib/fixture/kubelet/calls')?.split('\n').slice(-2)).toEqual([
+      'install 1.0.0',
+      'verify 1.0.0',
+    ]);
+    // edge-b never had 1.1.0: nothing ran there.
+    expect(onHost(b.ssh.root, 'opt/kubelet/version')).toBe('1.0.0');
+    expect(onHost(b.ssh.root, 'var/lib/fixture/kubelet/calls')).toBe(callsOfB);
+    const job = await lab.bpa.client.getJob(derivedJobId(`site-patch/${site}-rollback`));
+    expect(job).toMatchObject({ action: 'rollback', state: 'succeeded' });
+    expect(job?.hosts.find((h) => h.host === a.name)?.packages).toEqual([
+      { name: 'kubelet', version: '1.0.0', from: '1.1.0', outcome: 'rolled-back' },
+    ]);
+    expect(job?.hosts.find((h) => h.host === b.name)?.packages).toEqual([
+      { name: 'kubelet', version: '1.0.0', outcome: 'skipped' },
+    ]);
+    const latest = (await lab.bpa.client.installed(a.name)).filter((r) => r.name === 'kubelet');
+    expect(latest.map((r) => r.version)).toEqual(['1.0.0']);
+  });
+
+  it('bringUpCluster stores the kubeconfig as an inventory secret and returns only its name', async () => {
+    const run = await attempt(
+      () =>
+        bpm.bringUpCluster({
+          site,
+          bpaUrl: bpaUrl(),
+          kubernetesVersion: '1.34.2',
+          packages: base.map((p) => p.pkg),
+        }),
+      { workflowId, activityId: 'cluster' },
+    );
+    expect(run.error).toBeUndefined();
+    expect(run.result).toBe(`${site}-kubeconfig`);
+
+    const adminConf = readFileSync(join(a.ssh.root, 'etc/kubernetes/admin.conf'), 'utf8');
+    expect(adminConf).toContain('server: https://10.20.0.10:6443');
+    const secret = await lab.store.secrets.reveal(`${site}-kubeconfig`);
+    expect(secret).toEqual({ type: 'kubeconfig', data: { kubeconfig: adminConf } });
+    expect((await lab.store.secrets.get(`${site}-kubeconfig`)).metadata.labels).toEqual({
+      'icn.akraino.org/site': site,
+    });
+    // The init ran on the control plane, the join on the worker; the BPA's record says the same.
+    expect(onHost(a.ssh.root, 'var/lib/fixture/kubeadm/calls')).toMatch(
+      /^kubeadm init --kubernetes-version=v?1\.34\.2 /,
+    );
+    expect(onHost(b.ssh.root, 'var/lib/fixture/kubeadm/calls')).toMatch(/^kubeadm join 10\.20\.0\.10:6443 /);
+    expect(await lab.bpa.client.getCluster(site)).toMatchObject({ state: 'succeeded', kubeconfigReady: true });
+    // The kubeconfig's credential is in neither the result nor a heartbeat (what a workflow history would hold).
+    const credential = /token: (\S+)/.exec(adminConf)?.[1];
+    expect(credential).toBeDefined();
+    expect(JSON.stringify([run.result, run.heartbeats])).not.toContain(credential);
+    expect(JSON.stringify(run.heartbeats)).not.toContain('apiVersion');
+  });
+
+  it('refuses a site without bpaTokenRef non-retryably, and no token or SSH key ever leaves an activity', async () => {
+    const noToken = 'bpm-no-token';
+    await lab.store.sites.create({ name: noToken }, siteSpec(lab.hosts, { bpaUrl: bpaUrl() }));
+    for (const run of [
+      await attempt(() => bpm.installPackages({ site: noToken, bpaUrl: bpaUrl(), hosts: [a.name], packages: [] })),
+      await attempt(() => bpm.distributeArtifacts({ site: noToken, bpaUrl: bpaUrl(), sha256s: base.map(sha) })),
+    ]) {
+      const err = failure(run.error);
+      expect(err.nonRetryable).toBe(true);
+      expect(err.type).toBe('Invalid');
+      expect(err.message).toContain('endpoints.bpaTokenRef');
+      expect(err.message).toContain(noToken);
+    }
+
+    // Secrets that are wrong in every other way: each fails, and each message names the secret, not its value.
+    const wrongToken = 'wrong-token-never-to-be-seen-4711';
+    await lab.store.secrets.put({ name: 'wrong-token' }, 'token', { token: wrongToken });
+    const badKey = `-----BEGIN OPENSSH PRIVATE KEY-----\nbm90LWEta2V5LWJ1dC1hLXNlY3JldC00MjQy\n-----END OPENSSH PRIVATE KEY-----\n`;
+    await lab.store.secrets.put({ name: 'bad-key' }, 'ssh-key', { privateKey: badKey });
+    const variants = [
+      {
+        name: 'bpm-key-as-token',
+        tokenRef: sshKeySecret,
+        type: 'Invalid',
+        says: [`secret "${sshKeySecret}" is not a token secret`],
       },
-    });
-    expect(status).toMatchObject({ state: 'succeeded', kubeconfigReady: true });
-    const fetched = await inEnv(new MockActivityEnvironment(), 'fetchKubeconfig', {
-      site: 'edge-1',
-      cluster: 'edge-1',
-    });
-    expect(fetched).toEqual({ secretName: 'edge-1-edge-1-kubeconfig' });
-    expect(saved.get('edge-1-edge-1-kubeconfig')).toContain('server: https://10.0.0.1:6443');
-  });
+      { name: 'bpm-wrong-token', tokenRef: 'wrong-token', type: 'Unauthorized', says: ['401', 'bearer token'] },
+      {
+        name: 'bpm-token-as-key',
+        tokenRef: tokenSecret,
+        keyRef: tokenSecret,
+        type: 'Invalid',
+        says: [`secret "${tokenSecret}" is not an ssh-key secret`],
+      },
+      {
+        name: 'bpm-bad-key',
+        tokenRef: tokenSecret,
+        keyRef: 'bad-key',
+        type: 'PackagesFailed',
+        says: [`${a.name}: `, 'Cannot parse privateKey'],
+      },
+    ];
+    for (const v of variants) {
+      await lab.store.sites.create(
+        { name: v.name },
+        siteSpec(lab.hosts, { bpaUrl: bpaUrl(), tokenRef: v.tokenRef, ...(v.keyRef && { keyRef: v.keyRef }) }),
+      );
+      const run = await attempt(
+        () => bpm.installPackages({ site: v.name, bpaUrl: bpaUrl(), hosts: [a.name], packages: [base[0]!.pkg] }),
+        { workflowId: `site-patch/${v.name}`, activityId: '1' },
+      );
+      const err = failure(run.error);
+      expect({ site: v.name, nonRetryable: err.nonRetryable }).toEqual({ site: v.name, nonRetryable: true });
+      for (const words of v.says) expect(err.message).toContain(words);
+      expect(err.type).toBe(v.type);
+    }
 
-  it('fails clearly on a worker without BPM', async () => {
-    const none = createBpmActivities(undefined);
-    await expect(
-      inEnv(new MockActivityEnvironment(), 'fetchKubeconfig', { site: 's', cluster: 'c' }, none),
-    ).rejects.toMatchObject({
-      type: 'bpm.NotConfigured',
-      nonRetryable: true,
-    });
+    // Across every attempt of this file: no heartbeat and no failure message holds a token or a key.
+    const everything = JSON.stringify(sent);
+    expect(sent.messages.length).toBeGreaterThanOrEqual(7);
+    expect(sent.heartbeats.length).toBeGreaterThan(10);
+    for (const secret of [lab.token, wrongToken, ...keyLines(lab.privateKey), ...keyLines(badKey)]) {
+      expect(everything).not.toContain(secret);
+    }
   });
 });
