@@ -17,16 +17,22 @@ export class SecretsFolder {
     this.dir = dir;
   }
 
-  async put(name: string, secret: BpaSecret): Promise<void> {
+  /** Writes the secret; returns whether anything changed (the BPM hands the same key over before every job). */
+  async put(name: string, secret: BpaSecret): Promise<boolean> {
     const folder = join(this.dir, name);
     await mkdir(folder, { recursive: true, mode: 0o700 });
     await chmod(folder, 0o700);
+    let changed = false;
     for (const [key, value] of Object.entries(secret.stringData) as [string, string | undefined][]) {
       if (value === undefined) continue;
+      const current = await readFile(join(folder, key), 'utf8').catch(() => undefined);
+      if (current === value) continue;
       const tmp = join(folder, `.${key}.tmp`);
       await writeFile(tmp, value, { mode: 0o600 });
       await rename(tmp, join(folder, key));
+      changed = true;
     }
+    return changed;
   }
 
   async sshKey(name: string): Promise<{ privateKey: Buffer; passphrase?: string }> {

@@ -359,12 +359,9 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     expect(again.map((r) => r.error)).toEqual([undefined, undefined]);
   });
 
-  // KNOWN BUG (src/bpa, not the activities): every patchHost hands the site's SSH key to the BPA again (PUT
-  // /v1/secrets/:name), and the BPA's secrets route then calls SshPool.forget, which closes the SSH client the
-  // other hosts' running jobs are using, even though the key is the same: those hosts fail with "the SSH client is
-  // closed". A batch of hosts patched at once (site-patch) hits it. Remove `.failing` once the BPA forgets a key's
-  // connections only when the key changed (and lets the commands in flight finish).
-  it.failing("patching two hosts at once: the second does not break the first one's running job", async () => {
+  // Every patchHost hands the site's SSH key to the BPA again; an unchanged key must not close the connections the
+  // other hosts' running jobs use (it did: "the SSH client is closed").
+  it("patching two hosts at once: the second does not break the first one's running job", async () => {
     mkdirSync(join(a.ssh.root, 'etc/fixture-sleep'), { recursive: true });
     writeFileSync(join(a.ssh.root, 'etc/fixture-sleep/kubelet'), '2');
     try {

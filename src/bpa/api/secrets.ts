@@ -28,8 +28,8 @@ export function secretRoutes(deps: {
         },
       },
       async (request, reply) => {
-        await secrets.put(request.params.name, request.body);
-        await ssh.forget(request.params.name);
+        // Only a changed key drops the connections made with the old one: jobs running with an unchanged key go on.
+        if (await secrets.put(request.params.name, request.body)) await ssh.forget(request.params.name);
         return reply.code(204).send(null);
       },
     );
