@@ -92,6 +92,8 @@ export const ConfigEnv = z.object({
     .regex(/^postgres(ql)?:\/\//, 'must be a postgres:// URL')
     .optional(),
   ICN_DATA_DIR: z.string().min(1).default('data'),
+  /** Where artifact contents live (default `<ICN_DATA_DIR>/artifacts`): one folder the API and every worker share. */
+  ICN_ARTIFACT_DIR: z.string().min(1).optional(),
   /** Keys that encrypt secrets at rest, as ICN_CODEC_KEYS; the first (or ICN_SECRETS_ACTIVE_KEY) encrypts. */
   ICN_SECRETS_KEYS: codecKeyList,
   ICN_SECRETS_ACTIVE_KEY: z.string().min(1).optional(),
@@ -175,7 +177,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     store: {
       databaseUrl: e.DATABASE_URL,
       dataDir: e.ICN_DATA_DIR,
-      artifactDir: `${e.ICN_DATA_DIR}/artifacts`,
+      artifactDir: e.ICN_ARTIFACT_DIR ?? `${e.ICN_DATA_DIR}/artifacts`,
       maxArtifactBytes: e.ICN_ARTIFACT_MAX_BYTES,
       secretKeys: { keys: e.ICN_SECRETS_KEYS, activeKeyId: secretsKeyId },
     },
