@@ -85,9 +85,7 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
     const packages = profile.spec.binaryPackages;
     let installed: Record<string, Record<string, string>> = {};
     if (packages.length > 0) {
-      saga.add('roll back binary packages', () =>
-        long.rollbackPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages }),
-      );
+      // No compensation of its own: undoing the install deprovisions the hosts, and Ironic's cleaning wipes them.
       installed = await long.installPackages({ site: plan.site, bpaUrl, hosts: hostNames, packages });
       for (const host of Object.keys(installed)) progress.item(host, 'packages installed');
     }
