@@ -30,6 +30,24 @@ export interface SitePeers {
 export function createSiteActivities(peers: SitePeers) {
   const { store } = peers;
   const inventory = createInventoryActivities({ store });
+  const activities = {
+    ...inventory,
+    ...siteLocalActivities(peers, inventory),
+  };
+  return activities satisfies InventoryActivities & SiteActivities;
+}
+
+/**
+ * Only the activities that reach inside a site, for a worker on the site's own task queue (agent mode `local`); the
+ * inventory's stay with the global controller. Hosts still record their state as they go: that is an inventory
+ * write, made here straight to the store the agent shares with the controller.
+ */
+export function createSiteLocalActivities(peers: SitePeers) {
+  return siteLocalActivities(peers, createInventoryActivities({ store: peers.store })) satisfies SiteActivities;
+}
+
+function siteLocalActivities(peers: SitePeers, inventory: Pick<InventoryActivities, 'recordHostState'>) {
+  const { store } = peers;
   const bpmDeps: BpmActivityDeps = {
     sites: store.sites,
     secrets: store.secrets,
@@ -41,7 +59,6 @@ export function createSiteActivities(peers: SitePeers) {
     ...(peers.bpaPollIntervalMs !== undefined && { pollIntervalMs: peers.bpaPollIntervalMs }),
   };
   const activities = {
-    ...inventory,
     ...createProvisioningActivities({ ironic: peers.ironic, secrets: store.secrets }),
     ...createClusterActivities({ kube: peers.kube, secrets: store.secrets, sites: store.sites }),
     ...createAddonActivities({
@@ -59,5 +76,5 @@ export function createSiteActivities(peers: SitePeers) {
       recordHostState: (input) => inventory.recordHostState(input),
     }),
   };
-  return activities satisfies InventoryActivities & SiteActivities;
+  return activities satisfies SiteActivities;
 }

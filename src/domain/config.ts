@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { ResourceName } from './names.ts';
 
 /** Scopes a bearer token can carry; every API route but health and metrics requires one. */
 export const TokenScope = z.enum(['read', 'write', 'operate', 'admin']);
@@ -104,6 +105,8 @@ export const ConfigEnv = z.object({
     .default(8 * 1024 ** 3),
   /** The helm binary the worker runs charts with (npm start points it at the tools cache). */
   ICN_HELM_BINARY: z.string().min(1).default('helm'),
+  /** The site whose task queue a site agent serves (src/worker/site-agent.ts); the global controller ignores it. */
+  ICN_SITE: ResourceName.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -124,6 +127,7 @@ export interface Config {
     secretKeys: { keys: Record<string, string>; activeKeyId: string };
   };
   helmBinary: string;
+  site?: string;
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
 }
 
@@ -182,6 +186,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
       secretKeys: { keys: e.ICN_SECRETS_KEYS, activeKeyId: secretsKeyId },
     },
     helmBinary: e.ICN_HELM_BINARY,
+    ...(e.ICN_SITE !== undefined && { site: e.ICN_SITE }),
     logLevel: e.LOG_LEVEL,
   };
 }
