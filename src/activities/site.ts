@@ -7,6 +7,7 @@ import type { InventoryActivities, SiteActivities } from '../workflows/site-acti
 import { createAddonActivities } from './addons.ts';
 import { bpaAccess, type BpmActivityDeps, createBpmActivities } from './bpm.ts';
 import { createClusterActivities } from './cluster.ts';
+import { createFleetActivities } from './fleet.ts';
 import { createHostActivities } from './hosts.ts';
 import { createInventoryActivities } from './inventory.ts';
 import { createProvisioningActivities } from './provisioning.ts';
@@ -32,6 +33,7 @@ export function createSiteActivities(peers: SitePeers) {
   const inventory = createInventoryActivities({ store });
   const activities = {
     ...inventory,
+    ...createFleetActivities({ store }),
     ...siteLocalActivities(peers, inventory),
   };
   return activities satisfies InventoryActivities & SiteActivities;

@@ -76,6 +76,22 @@ export type ProfileRef = z.infer<typeof ProfileRef>;
 export const SiteSpec = z
   .strictObject({
     location: z.string().max(256).optional(),
+    /** IANA time zone (Europe/Paris): rollouts read their maintenance window in it; UTC when absent. */
+    timeZone: z
+      .string()
+      .max(64)
+      .refine(
+        (tz) => {
+          try {
+            new Intl.DateTimeFormat('en', { timeZone: tz });
+            return true;
+          } catch {
+            return false;
+          }
+        },
+        { message: 'must be an IANA time zone such as Europe/Paris or UTC' },
+      )
+      .optional(),
     /** central: the global worker serves the site's task queue; local: a worker at the site dials out. */
     agentMode: z.enum(['central', 'local']).default('central'),
     endpoints: SiteEndpoints,

@@ -1,0 +1,96 @@
+/**
+ * The fleet rollout's activities, on the global task queue: which sites a selector picks (from the inventory, a page
+ * at a time so that no single result grows with the fleet) and which sites are busy with another kind of operation.
+ */
+import { Context } from '@temporalio/activity';
+import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { OperationType, type RolloutSelector, type RolloutSiteNote, siteOperationId } from '../domain/operations.ts';
+import type { Labels } from '../domain/meta.ts';
+import type { Store } from '../store/index.ts';
+import type { StoredObject } from '../store/resources.ts';
+import type { SiteSpec, SiteStatus } from '../domain/site.ts';
+import type { FleetActivities, RolloutSitePage } from '../workflows/rollout-activities.ts';
+
+export interface FleetActivityDeps {
+  store: Store;
+  /** Where running operations are looked up; by default the client of the worker that runs the activity. */
+  temporal?: () => Client;
+}
+
+const maxPage = 1000;
+/** Describe calls in flight at once: enough to be quick, few enough not to crowd the server. */
+const describeConcurrency = 32;
+
+const hasLabels = (labels: Labels, wanted: Labels | undefined) =>
+  Object.entries(wanted ?? {}).every(([key, value]) => labels[key] === value);
+
+const siteOf = (stored: StoredObject<SiteSpec, SiteStatus>): RolloutSitePage['sites'][number] => {
+  // Sites stored before the field existed have no time zone, and partial specs (tests) may lack it as well.
+  const timeZone = (stored.spec as Partial<SiteSpec> | undefined)?.timeZone;
+  return timeZone === undefined ? { name: stored.metadata.name } : { name: stored.metadata.name, timeZone };
+};
+
+async function inBatches<T>(items: T[], size: number, each: (item: T) => Promise<void>): Promise<void> {
+  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
+}
+
+export function createFleetActivities(deps: FleetActivityDeps) {
+  const temporal = deps.temporal ?? (() => Context.current().client);
+
+  return {
+    async resolveRolloutSites(input: {
+      selector: RolloutSelector;
+      limit: number;
+      continue?: string;
+    }): Promise<RolloutSitePage> {
+      const { selector } = input;
+      const limit = Math.min(Math.max(Math.trunc(input.limit), 1), maxPage);
+      if (selector.names === undefined) {
+        const page = await deps.store.sites.list({
+          matchLabels: selector.matchLabels ?? {},
+          limit,
+          ...(input.continue !== undefined && { continue: input.continue }),
+        });
+        return {
+          sites: page.items.map(siteOf),
+          missing: [],
+          ...(page.continue !== undefined && { continue: page.continue }),
+        };
+      }
+      // Named sites keep the operator's order; the token is where the next page starts in that list.
+      const from = input.continue === undefined ? 0 : Number(input.continue);
+      if (!Number.isInteger(from) || from < 0) throw new Error(`"${input.continue ?? ''}" is not a page token`);
+      const names = selector.names.slice(from, from + limit);
+      const found = await Promise.all(names.map((name) => deps.store.sites.find(name)));
+      const sites: RolloutSitePage['sites'] = [];
+      const missing: RolloutSiteNote[] = [];
+      names.forEach((name, i) => {
+        const stored = found[i];
+        if (!stored) missing.push({ site: name, reason: 'no such site' });
+        else if (!hasLabels(stored.metadata.labels, selector.matchLabels)) {
+          missing.push({ site: name, reason: 'lacks the selector labels' });
+        } else sites.push(siteOf(stored));
+      });
+      const next = from + limit;
+      return { sites, missing, ...(next < selector.names.length && { continue: String(next) }) };
+    },
+
+    async findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>> {
+      const client = temporal();
+      const others = OperationType.options.filter((op) => op !== input.operation);
+      const lookups = input.sites.flatMap((site) => others.map((op) => ({ site, id: siteOperationId(site, op), op })));
+      const busy: Record<string, string> = {};
+      await inBatches(lookups, describeConcurrency, async ({ site, id, op }) => {
+        const described = await client.workflow
+          .getHandle(id)
+          .describe()
+          .catch((err: unknown) => {
+            if (err instanceof WorkflowNotFoundError) return undefined;
+            throw err;
+          });
+        if (described?.status.name === 'RUNNING') busy[site] = `busy with ${op} (${id})`;
+      });
+      return busy;
+    },
+  } satisfies FleetActivities;
+}

@@ -1,0 +1,710 @@
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
+import {
+  allHandlersFinished,
+  ApplicationFailure,
+  CancellationScope,
+  condition,
+  continueAsNew,
+  defineQuery,
+  defineSignal,
+  defineUpdate,
+  isCancellation,
+  ParentClosePolicy,
+  proxyActivities,
+  setHandler,
+  sleep,
+  startChild,
+  workflowInfo,
+} from '@temporalio/workflow';
+import {
+  type FailureBudget,
+  type FleetRolloutInput,
+  type OperationProgress,
+  pauseSignal,
+  resumeSignal,
+  type RolloutCarry,
+  type RolloutConcurrency,
+  type RolloutPause,
+  type RolloutRequest,
+  type RolloutResult,
+  type RolloutResume,
+  type RolloutSiteNote,
+  type RolloutStrategy,
+  type RolloutView,
+  rolloutQuery,
+  rolloutUpdates,
+  siteOperationId,
+  workflowTypes,
+} from '../domain/operations.ts';
+import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { progress } from './progress.ts';
+import type { FleetActivities } from './rollout-activities.ts';
+import { failureLimit, msUntilWindow } from './rollout-window.ts';
+
+export const pauseUpdate = defineUpdate<RolloutView, [RolloutPause]>(rolloutUpdates.pause);
+export const resumeUpdate = defineUpdate<RolloutView, [RolloutResume]>(rolloutUpdates.resume);
+export const approveUpdate = defineUpdate<RolloutView>(rolloutUpdates.approve);
+export const setMaxConcurrencyUpdate = defineUpdate<RolloutView, [RolloutConcurrency]>(
+  rolloutUpdates.setMaxConcurrency,
+);
+export const rolloutView = defineQuery<RolloutView>(rolloutQuery);
+// The API sent these before updates existed; a rollout still honours them where they make sense.
+const pauseSignalDef = defineSignal(pauseSignal);
+const resumeSignalDef = defineSignal(resumeSignal);
+
+/**
+ * A run's history grows by about three events per site (child initiated, started, closed) plus workflow tasks and
+ * timers: past this many starts a run stops starting, lets its children finish and continues as new, which keeps every
+ * history far below Temporal's 50,000-event limit whatever the fleet's size.
+ */
+const maxStartsPerRun = 1000;
+/** Below this, the server's continue-as-new suggestion is not followed: every run must move the rollout on. */
+const minStartsPerRun = 100;
+const pageSize = 1000;
+/** Reasons are kept for this many sites of each kind; the counts stay exact. */
+const noteCap = 100;
+const recentCap = 20;
+/** A site found idle this recently is started without asking again. */
+const busyCheckTtlMs = 5 * 60_000;
+
+const fleet = proxyActivities<FleetActivities>({
+  startToCloseTimeout: '1 minute',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '30 seconds' },
+});
+
+type Outcome =
+  | { kind: 'succeeded' }
+  | { kind: 'failed'; reason: string; timedOut: boolean }
+  | { kind: 'busy'; reason: string }
+  | { kind: 'cancelled' };
+
+interface RunningSite {
+  scope: CancellationScope;
+  started: boolean;
+  timedOut: boolean;
+}
+
+/** Thrown by update validators: the API answers 409 for the first type, 422 for the second. */
+const conflict = (message: string) => ApplicationFailure.create({ type: 'RolloutStateConflict', message });
+const invalid = (message: string) => ApplicationFailure.create({ type: 'InvalidRolloutUpdate', message });
+
+function isFailureBudget(value: unknown): value is FailureBudget {
+  if (typeof value === 'number') return Number.isInteger(value) && value >= 0;
+  return typeof value === 'string' && /^(100|\d{1,2}(\.\d+)?)%$/.test(value);
+}
+
+/** The innermost message: a child's failure wraps the child's own error as its cause. */
+function innermostMessage(err: unknown): string {
+  if (!(err instanceof Error)) return String(err);
+  return err.cause instanceof Error ? innermostMessage(err.cause) : err.message;
+}
+
+const note = (list: RolloutSiteNote[], site: string, reason: string) => {
+  list.push({ site, reason: reason.slice(0, 500) });
+  if (list.length > noteCap) list.shift();
+};
+
+/**
+ * One operation (patch, upgrade, install) across the sites a selector picks: one child workflow per site, under the
+ * site's business-key id so that a site runs one such operation at a time, in a sliding window of maxConcurrency;
+ * canaries first, a failure budget, per-site timeouts, maintenance windows; pause, resume, approval and concurrency by
+ * validated updates; progress by query; continue-as-new so that 10,000 sites are many bounded histories.
+ */
+export async function fleetRollout(input: FleetRolloutInput): Promise<RolloutResult> {
+  return new Rollout(input).run();
+}
+
+class Rollout {
+  private readonly input: FleetRolloutInput;
+  private readonly request: RolloutRequest;
+  private readonly strategy: RolloutStrategy;
+  /** Unique per run of a schedule too: a scheduled run's workflow id carries the schedule's timestamp. */
+  private readonly rolloutId: string;
+  private readonly c: RolloutCarry;
+  private readonly canarySet: Set<string>;
+  private readonly running = new Map<string, RunningSite>();
+  private readonly clearedAt = new Map<string, number>();
+  private readonly recent: string[] = [];
+  private readonly cancelledSites: string[] = [];
+  private resolved: boolean;
+  private startedThisRun = 0;
+  /** Bumped by every change the main loop may act on; the loop sleeps until it moves. */
+  private version = 0;
+  private stopping: string | undefined;
+  private waiting: string | undefined;
+  private finalStep: string | undefined;
+  private alarmAt: number | undefined;
+
+  constructor(input: FleetRolloutInput) {
+    this.input = input;
+    this.request = input.request;
+    this.strategy = input.request.strategy;
+    const { workflowId } = workflowInfo();
+    this.rolloutId = workflowId.startsWith('rollout/') ? workflowId.slice('rollout/'.length) : input.rolloutId;
+    this.resolved = input.carry !== undefined;
+    this.c = input.carry ?? {
+      run: 1,
+      total: 0,
+      zones: ['UTC'],
+      pending: [],
+      canaries: [...this.strategy.canarySites],
+      canaryFailed: [],
+      canaryHeld: false,
+      gate: this.strategy.canarySites.length > 0 ? 'canary' : 'open',
+      counts: { succeeded: 0, failed: 0, busy: 0, cancelled: 0, skipped: 0 },
+      failures: [],
+      busy: [],
+      skipped: [],
+      failureLimit: 0,
+      tolerated: 0,
+      paused: false,
+      maxConcurrency: this.strategy.maxConcurrency,
+    };
+    this.canarySet = new Set(this.c.canaries);
+    this.setHandlers();
+  }
+
+  private setHandlers(): void {
+    setHandler(progress, () => this.progress());
+    setHandler(rolloutView, () => this.view());
+    setHandler(
+      pauseUpdate,
+      // Clients may send no argument at all, whatever the definition says.
+      (args?: RolloutPause) => {
+        this.pause(args?.reason ?? 'paused by an operator');
+        return this.view();
+      },
+      {
+        validator: (args) => {
+          if (this.finalStep !== undefined || this.stopping !== undefined) throw conflict('the rollout is ending');
+          if (this.c.paused) throw conflict(`the rollout is already paused (${this.c.pauseReason ?? ''})`);
+          const reason = (args as { reason?: unknown } | undefined)?.reason;
+          if (reason !== undefined && (typeof reason !== 'string' || reason.length > 256)) {
+            throw invalid('reason must be text of at most 256 characters');
+          }
+        },
+      },
+    );
+    setHandler(
+      resumeUpdate,
+      (args?: RolloutResume) => {
+        this.resume(args?.maxFailures);
+        return this.view();
+      },
+      {
+        validator: (args) => {
+          if (!this.c.paused) throw conflict('the rollout is not paused');
+          if (this.stopping !== undefined) throw conflict(`the rollout is stopping: ${this.stopping}`);
+          const maxFailures = (args as { maxFailures?: unknown } | undefined)?.maxFailures;
+          if (maxFailures !== undefined && !isFailureBudget(maxFailures)) {
+            throw invalid('maxFailures must be a count of sites (0 or more) or a share such as "10%"');
+          }
+        },
+      },
+    );
+    setHandler(
+      approveUpdate,
+      () => {
+        this.c.gate = 'open';
+        this.version++;
+        return this.view();
+      },
+      {
+        validator: () => {
+          if (this.c.gate === 'approval') return;
+          if (this.c.gate === 'open') throw conflict('there is nothing to approve: the rollout is past its canaries');
+          throw conflict(
+            this.c.gate === 'canary'
+              ? 'the canaries have not finished yet'
+              : 'the canaries are still soaking; approval comes after',
+          );
+        },
+      },
+    );
+    setHandler(
+      setMaxConcurrencyUpdate,
+      (args) => {
+        this.c.maxConcurrency = args.maxConcurrency;
+        this.version++;
+        return this.view();
+      },
+      {
+        validator: (args) => {
+          const n = (args as Partial<RolloutConcurrency> | undefined)?.maxConcurrency;
+          if (typeof n !== 'number' || !Number.isInteger(n) || n < 1 || n > 10_000) {
+            throw invalid('maxConcurrency must be a whole number from 1 to 10000');
+          }
+          if (this.finalStep !== undefined) throw conflict('the rollout has ended');
+        },
+      },
+    );
+    setHandler(pauseSignalDef, () => {
+      if (!this.c.paused && this.stopping === undefined) this.pause('paused by an operator');
+    });
+    setHandler(resumeSignalDef, () => {
+      if (this.c.paused) this.resume(undefined);
+    });
+  }
+
+  async run(): Promise<RolloutResult> {
+    try {
+      if (!this.resolved) await this.resolve();
+      for (;;) {
+        this.advanceGate();
+        const unchecked = this.launch();
+        if (unchecked.length > 0) {
+          await this.checkBusy(unchecked);
+          continue;
+        }
+        if (this.running.size === 0) {
+          if (this.stopping !== undefined || this.c.pending.length === 0) break;
+          if (this.wantsContinueAsNew()) return await this.continueAsNew();
+        }
+        const seen = this.version;
+        await condition(() => this.version !== seen);
+      }
+    } catch (err) {
+      if (isCancellation(err)) await this.cancelled();
+      throw err;
+    }
+    return this.finish();
+  }
+
+  /** All pages of the selection, canaries first, in name order after them. */
+  private async resolve(): Promise<void> {
+    const childInputError = this.childInputError();
+    if (childInputError) throw ApplicationFailure.create({ type: 'RolloutInvalid', message: childInputError });
+    const sites: { name: string; timeZone?: string }[] = [];
+    const missing: RolloutSiteNote[] = [];
+    let next: string | undefined;
+    do {
+      const page = await fleet.resolveRolloutSites({
+        selector: this.request.selector,
+        limit: pageSize,
+        ...(next !== undefined && { continue: next }),
+      });
+      sites.push(...page.sites);
+      missing.push(...page.missing);
+      next = page.continue;
+    } while (next !== undefined);
+
+    const byName = new Map(sites.map((s) => [s.name, s]));
+    const absent = this.c.canaries.filter((c) => !byName.has(c));
+    if (absent.length > 0) {
+      throw ApplicationFailure.create({
+        type: 'RolloutInvalid',
+        message: `canary sites not among the ${sites.length} selected sites: ${absent.join(', ')}`,
+      });
+    }
+    const zoneIndex = new Map<string, number>([['UTC', 0]]);
+    // Without a window the zone never matters: every site is filed under UTC and the carried state stays small.
+    const zoneOf = (timeZone: string | undefined): number => {
+      if (!this.strategy.maintenanceWindow || timeZone === undefined) return 0;
+      let i = zoneIndex.get(timeZone);
+      if (i === undefined) {
+        i = this.c.zones.push(timeZone) - 1;
+        zoneIndex.set(timeZone, i);
+      }
+      return i;
+    };
+    const ordered = [
+      ...this.c.canaries.flatMap((name) => byName.get(name) ?? []),
+      ...sites.filter((s) => !this.canarySet.has(s.name)),
+    ];
+    this.c.pending = ordered.map((s) => [s.name, zoneOf(s.timeZone)]);
+    this.c.total = sites.length + missing.length;
+    this.c.counts.skipped += missing.length;
+    for (const m of missing) note(this.c.skipped, m.site, m.reason);
+    this.c.failureLimit = failureLimit(this.strategy.maxFailures, sites.length);
+    this.resolved = true;
+    this.version++;
+  }
+
+  private childInputError(): string | undefined {
+    const { operation, profile, kubernetesVersion } = this.request;
+    if (operation === 'patch' && !profile) return 'a patch rollout needs a profile';
+    if (operation === 'upgrade' && kubernetesVersion === undefined) return 'an upgrade rollout needs kubernetesVersion';
+    return undefined;
+  }
+
+  private childInput(site: string): object {
+    const r = this.request;
+    if (r.operation === 'patch') return { site, profile: r.profile, maxUnavailable: r.maxUnavailable ?? 1 };
+    if (r.operation === 'upgrade') return { site, kubernetesVersion: r.kubernetesVersion };
+    return { site, keepOnFailure: false };
+  }
+
+  /** Moves from the canaries to the rest once they ended: hold on a failed canary, then soak, then approval. */
+  private advanceGate(): void {
+    const now = Date.now();
+    if (this.c.gate === 'canary') {
+      const canaryLeft =
+        this.c.pending.some(([site]) => this.canarySet.has(site)) ||
+        [...this.running.keys()].some((site) => this.canarySet.has(site));
+      if (canaryLeft) return;
+      if (this.c.canaryFailed.length > 0 && !this.c.canaryHeld) {
+        // Resuming after this is the operator's decision to go on anyway.
+        this.c.canaryHeld = true;
+        this.limitReached(`canaries did not succeed: ${this.c.canaryFailed.slice(0, 10).join(', ')}`);
+        return;
+      }
+      if (this.c.paused || this.stopping !== undefined) return;
+      if (this.strategy.canarySoakSeconds > 0) {
+        this.c.gate = 'soak';
+        this.c.soakUntil = now + this.strategy.canarySoakSeconds * 1000;
+      } else {
+        this.c.gate = this.strategy.canaryApproval ? 'approval' : 'open';
+      }
+    }
+    if (this.c.gate === 'soak') {
+      const until = this.c.soakUntil ?? now;
+      if (now < until) {
+        this.alarm(until);
+        return;
+      }
+      this.c.gate = this.strategy.canaryApproval ? 'approval' : 'open';
+    }
+  }
+
+  /**
+   * Starts as many sites as the window, the gate and the maintenance windows allow. Returns the sites that must be
+   * checked for other operations before they may start (nothing starts past them until that is done).
+   */
+  private launch(): string[] {
+    this.waiting = undefined;
+    if (this.c.paused || this.stopping !== undefined) return [];
+    if (this.c.gate !== 'canary' && this.c.gate !== 'open') return [];
+    const now = Date.now();
+    const instant = new Date(now);
+    const windowWait = new Map<number, number>();
+    let soonest = Infinity;
+    let blocked = 0;
+    let i = 0;
+    while (this.running.size < this.c.maxConcurrency && !this.wantsContinueAsNew() && i < this.c.pending.length) {
+      const entry = this.c.pending[i];
+      if (!entry) break;
+      const [site, zone] = entry;
+      if (this.c.gate === 'canary' && !this.canarySet.has(site)) break;
+      let wait = windowWait.get(zone);
+      if (wait === undefined) {
+        wait = msUntilWindow(this.strategy.maintenanceWindow, this.c.zones[zone] ?? 'UTC', instant);
+        windowWait.set(zone, wait);
+      }
+      if (wait > 0) {
+        soonest = Math.min(soonest, wait);
+        blocked++;
+        i++;
+        continue;
+      }
+      const cleared = this.clearedAt.get(site);
+      if (cleared === undefined || now - cleared > busyCheckTtlMs) return this.toCheck(i);
+      this.c.pending.splice(i, 1);
+      this.start(site);
+    }
+    if (blocked > 0 && this.running.size === 0) {
+      const minutes = Math.ceil(soonest / 60_000);
+      this.waiting = `waiting for maintenance windows: ${blocked}+ sites outside theirs, the next opens in ${minutes} min`;
+    }
+    if (soonest < Infinity) this.alarm(now + soonest);
+    return [];
+  }
+
+  /** The next sites in line from `from`, as many as are likely to start soon, for one look-up. */
+  private toCheck(from: number): string[] {
+    const ahead = Math.min(Math.max(this.c.maxConcurrency, 50), 500);
+    return this.c.pending.slice(from, from + ahead).map(([site]) => site);
+  }
+
+  private async checkBusy(sites: string[]): Promise<void> {
+    const busy = await fleet.findBusySites({ sites, operation: this.request.operation });
+    const now = Date.now();
+    for (const site of sites) {
+      const reason = busy[site];
+      if (reason === undefined) {
+        this.clearedAt.set(site, now);
+        continue;
+      }
+      const at = this.c.pending.findIndex(([name]) => name === site);
+      if (at >= 0) this.c.pending.splice(at, 1);
+      this.ended(site, { kind: 'busy', reason });
+    }
+    this.version++;
+  }
+
+  private start(site: string): void {
+    const entry: RunningSite = { scope: new CancellationScope(), started: false, timedOut: false };
+    this.running.set(site, entry);
+    this.clearedAt.delete(site);
+    this.startedThisRun++;
+    this.version++;
+    void entry.scope
+      .run(() => this.operate(site, entry))
+      .then(
+        () => {
+          this.ended(site, { kind: 'succeeded' });
+        },
+        (err: unknown) => {
+          this.ended(site, this.outcomeOf(err, entry));
+        },
+      );
+  }
+
+  private async operate(site: string, entry: RunningSite): Promise<void> {
+    const operation = this.request.operation;
+    const child = await startChild(workflowTypes[operation], {
+      workflowId: siteOperationId(site, operation),
+      args: [this.childInput(site)],
+      // A cancelled rollout cancels its running sites (they compensate); so does one that closes otherwise. That is
+      // also why a run waits for its children before continuing as new: closing the run would cancel them.
+      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+      typedSearchAttributes: [
+        { key: siteAttribute, value: site },
+        { key: operationAttribute, value: operation },
+        { key: rolloutAttribute, value: this.rolloutId },
+      ],
+    });
+    entry.started = true;
+    this.version++;
+    const seconds = this.strategy.siteTimeoutSeconds;
+    if (seconds === undefined) {
+      await child.result();
+      return;
+    }
+    const timer = new CancellationScope();
+    void timer
+      .run(() => sleep(seconds * 1000))
+      .then(
+        () => {
+          entry.timedOut = true;
+          entry.scope.cancel();
+        },
+        () => undefined,
+      );
+    try {
+      await child.result();
+    } finally {
+      timer.cancel();
+    }
+  }
+
+  private outcomeOf(err: unknown, entry: RunningSite): Outcome {
+    if (err instanceof WorkflowExecutionAlreadyStartedError) {
+      return { kind: 'busy', reason: `${err.workflowId} is already running` };
+    }
+    if (entry.timedOut) {
+      return { kind: 'failed', reason: `timed out after ${this.strategy.siteTimeoutSeconds ?? 0} s`, timedOut: true };
+    }
+    if (isCancellation(err)) return { kind: 'cancelled' };
+    return { kind: 'failed', reason: innermostMessage(err), timedOut: false };
+  }
+
+  private ended(site: string, outcome: Outcome): void {
+    this.running.delete(site);
+    this.version++;
+    const { counts } = this.c;
+    const canary = this.canarySet.has(site);
+    switch (outcome.kind) {
+      case 'succeeded':
+        counts.succeeded++;
+        this.recent.push(site);
+        if (this.recent.length > recentCap) this.recent.shift();
+        return;
+      case 'cancelled':
+        counts.cancelled++;
+        this.cancelledSites.push(site);
+        if (this.cancelledSites.length > noteCap) this.cancelledSites.shift();
+        if (canary) this.c.canaryFailed.push(`${site} (cancelled)`);
+        return;
+      case 'busy':
+        // Not a failure: the site's operation did not run, so it says nothing about the change being rolled out.
+        // It is reported so that the operator can roll it out later, by name.
+        counts.busy++;
+        note(this.c.busy, site, outcome.reason);
+        if (canary) this.c.canaryFailed.push(`${site} (busy)`);
+        return;
+      case 'failed':
+        counts.failed++;
+        note(this.c.failures, site, outcome.reason);
+        if (canary) this.c.canaryFailed.push(site);
+        if (outcome.timedOut && this.strategy.onSiteTimeout === 'abort') {
+          this.stop(`${site} timed out and onSiteTimeout is abort`);
+        } else if (counts.failed > Math.max(this.c.failureLimit, this.c.tolerated)) {
+          this.limitReached(`${counts.failed} sites failed, more than maxFailures (${this.c.failureLimit})`);
+        }
+        return;
+    }
+  }
+
+  private limitReached(why: string): void {
+    if (this.strategy.onFailureLimit === 'stop') this.stop(why);
+    else if (!this.c.paused) this.pause(why);
+  }
+
+  /** Starts no other site; the running ones finish (stopping them half-way would only add rollbacks). */
+  private stop(why: string): void {
+    this.stopping ??= why;
+    this.version++;
+  }
+
+  private pause(why: string): void {
+    this.c.paused = true;
+    this.c.pauseReason = why;
+    this.version++;
+  }
+
+  private resume(maxFailures: FailureBudget | undefined): void {
+    this.c.paused = false;
+    delete this.c.pauseReason;
+    // The operator has seen the failures so far and goes on: only a further one trips the limit again.
+    this.c.tolerated = this.c.counts.failed;
+    if (maxFailures !== undefined) this.c.failureLimit = failureLimit(maxFailures, this.c.total);
+    this.version++;
+  }
+
+  /** Wakes the main loop at `at` (workflow time); an earlier alarm already set covers a later one. */
+  private alarm(at: number): void {
+    if (this.alarmAt !== undefined && this.alarmAt <= at && this.alarmAt > Date.now()) return;
+    this.alarmAt = at;
+    void sleep(Math.max(at - Date.now(), 1)).then(
+      () => {
+        if (this.alarmAt === at) this.alarmAt = undefined;
+        this.version++;
+      },
+      () => undefined,
+    );
+  }
+
+  private wantsContinueAsNew(): boolean {
+    return (
+      this.startedThisRun >= maxStartsPerRun ||
+      (this.startedThisRun >= minStartsPerRun && workflowInfo().continueAsNewSuggested)
+    );
+  }
+
+  private async continueAsNew(): Promise<never> {
+    await condition(allHandlersFinished);
+    this.finalStep = `continuing as new (run ${this.c.run + 1})`;
+    return continueAsNew<typeof fleetRollout>({
+      rolloutId: this.input.rolloutId,
+      request: this.request,
+      carry: { ...this.c, run: this.c.run + 1 },
+    });
+  }
+
+  /** The rollout was cancelled: its running sites were asked to cancel with it; wait until they have. */
+  private async cancelled(): Promise<void> {
+    await CancellationScope.nonCancellable(async () => {
+      await condition(() => this.running.size === 0);
+      this.skipPending('the rollout was cancelled');
+      this.finalStep = 'cancelled';
+    });
+  }
+
+  private skipPending(reason: string): void {
+    this.c.counts.skipped += this.c.pending.length;
+    for (const [site] of this.c.pending.slice(0, noteCap)) note(this.c.skipped, site, reason);
+    this.c.pending = [];
+  }
+
+  private finish(): RolloutResult {
+    const { counts } = this.c;
+    if (this.stopping !== undefined) {
+      const why = this.stopping;
+      this.skipPending(`the rollout stopped: ${why}`);
+      this.finalStep = `stopped: ${why}`;
+      throw ApplicationFailure.create({
+        type: 'RolloutStopped',
+        message: `rollout stopped: ${why} (${this.summary()})`,
+        nonRetryable: true,
+        details: [this.result()],
+      });
+    }
+    if (counts.failed > Math.max(this.c.failureLimit, this.c.tolerated)) {
+      this.finalStep = 'failed: more sites failed than maxFailures allows';
+      throw ApplicationFailure.create({
+        type: 'RolloutFailed',
+        message: `rollout failed: ${counts.failed} sites failed, more than maxFailures (${this.c.failureLimit}) (${this.summary()})`,
+        nonRetryable: true,
+        details: [this.result()],
+      });
+    }
+    this.finalStep = 'done';
+    return this.result();
+  }
+
+  private summary(): string {
+    const { succeeded, failed, busy, cancelled, skipped } = this.c.counts;
+    return `${succeeded} succeeded, ${failed} failed, ${busy} busy, ${cancelled} cancelled, ${skipped} skipped`;
+  }
+
+  private counts(): Record<string, number> {
+    return {
+      total: this.c.total,
+      pending: this.c.pending.length,
+      running: this.running.size,
+      ...this.c.counts,
+    };
+  }
+
+  private result(): RolloutResult {
+    return {
+      rolloutId: this.rolloutId,
+      counts: this.counts(),
+      failures: this.c.failures,
+      busy: this.c.busy,
+      skipped: this.c.skipped,
+    };
+  }
+
+  private step(): string {
+    if (this.finalStep !== undefined) return this.finalStep;
+    if (!this.resolved) return 'resolving the selected sites';
+    if (this.stopping !== undefined) return `stopping: ${this.stopping}; waiting for the running sites`;
+    if (this.c.paused) return `paused: ${this.c.pauseReason ?? ''}`;
+    switch (this.c.gate) {
+      case 'canary':
+        return `canaries first: ${this.c.canaries.join(', ')}`;
+      case 'soak':
+        return `canaries soaking until ${new Date(this.c.soakUntil ?? 0).toISOString()}`;
+      case 'approval':
+        return 'waiting for an operator to approve the canaries';
+      case 'open':
+        return this.waiting ?? 'rolling out';
+    }
+  }
+
+  private progress(): OperationProgress {
+    const items: OperationProgress['items'] = {};
+    for (const site of this.recent) items[site] = { state: 'succeeded' };
+    for (const site of this.cancelledSites) items[site] = { state: 'cancelled' };
+    for (const n of this.c.skipped) items[n.site] = { state: 'skipped', detail: n.reason };
+    for (const n of this.c.busy) items[n.site] = { state: 'busy', detail: n.reason };
+    for (const n of this.c.failures) items[n.site] = { state: 'failed', detail: n.reason };
+    for (const [site, r] of this.running) {
+      items[site] = r.timedOut
+        ? { state: 'cancelling', detail: 'timed out' }
+        : { state: r.started ? 'running' : 'starting' };
+    }
+    return { step: this.step(), items, counts: this.counts(), paused: this.c.paused };
+  }
+
+  private view(): RolloutView {
+    return {
+      rolloutId: this.rolloutId,
+      operation: this.request.operation,
+      run: this.c.run,
+      gate: this.c.gate,
+      ...(this.c.gate === 'soak' &&
+        this.c.soakUntil !== undefined && {
+          soakUntil: new Date(this.c.soakUntil).toISOString(),
+        }),
+      paused: this.c.paused,
+      ...(this.c.pauseReason !== undefined && { pauseReason: this.c.pauseReason }),
+      ...(this.stopping !== undefined && { stopping: this.stopping }),
+      maxConcurrency: this.c.maxConcurrency,
+      failureLimit: this.c.failureLimit,
+      tolerated: this.c.tolerated,
+    };
+  }
+}

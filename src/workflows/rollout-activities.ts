@@ -1,0 +1,24 @@
+/**
+ * What the fleet rollout asks of its activities, on the global task queue. The worker's activity object must satisfy
+ * this type (checked where it is wired).
+ */
+import type { OperationType, RolloutSelector, RolloutSiteNote } from '../domain/operations.ts';
+
+export interface RolloutSitePage {
+  /** Selected sites in name order, each with its time zone when its spec names one. */
+  sites: { name: string; timeZone?: string }[];
+  /** Sites named by the selector that do not exist or lack its labels. */
+  missing: RolloutSiteNote[];
+  /** Where the next page starts; absent on the last page. */
+  continue?: string;
+}
+
+export interface FleetActivities {
+  /** One page of the sites a rollout's selector picks, from the inventory. */
+  resolveRolloutSites(input: { selector: RolloutSelector; limit: number; continue?: string }): Promise<RolloutSitePage>;
+  /**
+   * Which of these sites run another kind of operation right now (a patch while an install runs), as site → reason.
+   * The same kind needs no look-up: its business-key workflow id refuses a second start.
+   */
+  findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>>;
+}

@@ -1,0 +1,101 @@
+// Needs: PGlite (embedded) for the inventory, and the real Temporal dev server (tools cache) for running operations.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import { createFleetActivities } from '../../src/activities/fleet.ts';
+import type { RolloutSelector } from '../../src/domain/operations.ts';
+import type { Store } from '../../src/store/index.ts';
+import { openTestStore } from '../support/store.ts';
+import { startTemporal, uniqueName } from '../support/temporal.ts';
+
+let store: Store;
+let env: TestWorkflowEnvironment;
+let fleet: ReturnType<typeof createFleetActivities>;
+
+// Only what the activities read; the site's full spec is the inventory's business, checked where it is written.
+const spec = (timeZone?: string) => (timeZone === undefined ? {} : { timeZone }) as never;
+
+beforeAll(async () => {
+  [store, env] = await Promise.all([openTestStore('pglite'), startTemporal()]);
+  fleet = createFleetActivities({ store, temporal: () => env.client });
+  for (let i = 0; i < 1205; i++) {
+    const name = `edge-${String(i).padStart(4, '0')}`;
+    await store.sites.create({ name, labels: { tier: 'edge' } }, spec(i % 2 === 0 ? 'Europe/Paris' : undefined));
+  }
+  await store.sites.create({ name: 'core-01', labels: { tier: 'core' } }, spec());
+});
+afterAll(async () => {
+  await Promise.all([store.close(), env.teardown()]);
+});
+
+async function resolveAll(selector: RolloutSelector, limit: number) {
+  const pages = [];
+  let next: string | undefined;
+  do {
+    const page = await fleet.resolveRolloutSites({ selector, limit, ...(next !== undefined && { continue: next }) });
+    pages.push(page);
+    next = page.continue;
+  } while (next !== undefined);
+  return pages;
+}
+
+describe('resolveRolloutSites', () => {
+  it('pages through the sites with the labels, in name order, with their time zones', async () => {
+    const pages = await resolveAll({ matchLabels: { tier: 'edge' } }, 500);
+    expect(pages.map((p) => p.sites.length)).toEqual([500, 500, 205]);
+    const names = pages.flatMap((p) => p.sites.map((s) => s.name));
+    expect(names).toHaveLength(1205);
+    expect(names).toEqual([...names].sort());
+    expect(pages[0]?.sites.slice(0, 2)).toEqual([
+      { name: 'edge-0000', timeZone: 'Europe/Paris' },
+      { name: 'edge-0001' },
+    ]);
+    expect(pages.flatMap((p) => p.missing)).toEqual([]);
+  });
+
+  it('caps a page at 1,000 sites whatever the caller asks', async () => {
+    expect((await fleet.resolveRolloutSites({ selector: { matchLabels: {} }, limit: 50_000 })).sites).toHaveLength(
+      1000,
+    );
+  });
+
+  it('keeps named sites in the given order and reports those missing or without the labels', async () => {
+    const pages = await resolveAll({ names: ['edge-0007', 'nowhere', 'core-01', 'edge-0003'], matchLabels: {} }, 2);
+    expect(pages.flatMap((p) => p.sites.map((s) => s.name))).toEqual(['edge-0007', 'core-01', 'edge-0003']);
+    const labelled = await resolveAll(
+      { names: ['edge-0007', 'nowhere', 'core-01'], matchLabels: { tier: 'edge' } },
+      10,
+    );
+    expect(labelled.flatMap((p) => p.missing)).toEqual([
+      { site: 'nowhere', reason: 'no such site' },
+      { site: 'core-01', reason: 'lacks the selector labels' },
+    ]);
+    await expect(
+      fleet.resolveRolloutSites({ selector: { names: ['edge-0001'] }, limit: 10, continue: 'x' }),
+    ).rejects.toThrow('is not a page token');
+  });
+});
+
+describe('findBusySites', () => {
+  it('reports a site running another kind of operation, not one running the same kind', async () => {
+    const site = uniqueName('busy');
+    // No worker serves this queue: the workflow stays RUNNING, which is all the look-up sees.
+    await env.client.workflow.start('siteInstall', {
+      taskQueue: uniqueName('nobody'),
+      workflowId: `site/${site}/install`,
+      args: [{ site }],
+    });
+    expect(await fleet.findBusySites({ sites: [site, 'edge-0001'], operation: 'patch' })).toEqual({
+      [site]: `busy with install (site/${site}/install)`,
+    });
+    expect(await fleet.findBusySites({ sites: [site], operation: 'install' })).toEqual({});
+    // By default the activity asks through the client of the worker that runs it.
+    const viaContext = createFleetActivities({ store });
+    const mock = new MockActivityEnvironment({}, { client: env.client });
+    const input = { sites: [site], operation: 'upgrade' as const };
+    expect(await mock.run((i: typeof input) => viaContext.findBusySites(i), input)).toEqual({
+      [site]: `busy with install (site/${site}/install)`,
+    });
+    await env.client.workflow.getHandle(`site/${site}/install`).terminate('test over');
+    expect(await fleet.findBusySites({ sites: [site], operation: 'patch' })).toEqual({});
+  });
+});

@@ -1,0 +1,375 @@
+// Needs: the real Temporal dev server (tools cache). The rollout is the real fleetRollout; its children are stand-ins
+// registered under the site operations' names (fixtures/site-operation-fixture.ts), its activities a fleet in memory.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import {
+  WorkflowFailedError,
+  type WorkflowHandle,
+  type WorkflowHandleWithFirstExecutionRunId,
+  WorkflowUpdateFailedError,
+} from '@temporalio/client';
+import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import type { Worker } from '@temporalio/worker';
+import type { OperationProgress, RolloutRequest } from '../../src/domain/operations.ts';
+import { RolloutRequest as RolloutRequestSchema } from '../../src/domain/operations.ts';
+import {
+  approveUpdate,
+  type fleetRollout,
+  pauseUpdate,
+  resumeUpdate,
+  rolloutView,
+  setMaxConcurrencyUpdate,
+} from '../../src/workflows/fleet-rollout.ts';
+import { progress } from '../../src/workflows/progress.ts';
+import { failureLimit, localMinutes, minutesUntilOpen, msUntilWindow } from '../../src/workflows/rollout-window.ts';
+import { recordHistory } from '../support/histories.ts';
+import { startTemporal, uniqueName } from '../support/temporal.ts';
+import { createRolloutWorker, type FixtureSite, FixtureFleet } from './fixtures/rollout-fleet.ts';
+
+let env: TestWorkflowEnvironment;
+let worker: Worker;
+let running: Promise<void>;
+const fleet = new FixtureFleet();
+const taskQueue = uniqueName('rollout');
+
+beforeAll(async () => {
+  env = await startTemporal();
+  worker = await createRolloutWorker(env, taskQueue, fleet.activities());
+  running = worker.run();
+});
+afterAll(async () => {
+  worker.shutdown();
+  await running;
+  await env.teardown();
+});
+
+/** Sites of one test, under a label of their own so that each rollout selects only its test's sites. */
+function sites(names: string[], extra: Partial<FixtureSite> = {}): Record<string, string> {
+  const key = uniqueName('t');
+  fleet.add(...names.map((name) => ({ name, labels: { test: key }, ...extra })));
+  return { test: key };
+}
+
+type RolloutHandle = WorkflowHandleWithFirstExecutionRunId<typeof fleetRollout>;
+
+async function startRollout(request: unknown): Promise<RolloutHandle> {
+  const rolloutId = uniqueName('r');
+  return env.client.workflow.start<typeof fleetRollout>('fleetRollout', {
+    taskQueue,
+    workflowId: `rollout/${rolloutId}`,
+    args: [{ rolloutId, request: RolloutRequestSchema.parse(request) satisfies RolloutRequest }],
+  });
+}
+
+const patch = (matchLabels: Record<string, string>, strategy: object = {}) => ({
+  selector: { matchLabels },
+  operation: 'patch',
+  profile: { name: 'edge-base', version: '1.1.0' },
+  strategy,
+});
+
+async function waitFor<T>(what: string, read: () => Promise<T>, ok: (value: T) => boolean, ms = 20_000): Promise<T> {
+  const deadline = Date.now() + ms;
+  for (;;) {
+    const value = await read();
+    if (ok(value)) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}; last: ${JSON.stringify(value)}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const progressOf = (handle: WorkflowHandle) => () => handle.query<OperationProgress>(progress);
+
+interface Span {
+  workflowId: string;
+  from: number;
+  to?: number;
+  outcome?: string;
+}
+
+const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
+  Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
+
+/** Each child as the rollout saw it, from its own history: initiated, then closed (or refused). */
+async function childSpans(handle: WorkflowHandle): Promise<Span[]> {
+  const history = await handle.fetchHistory();
+  const spans = new Map<string, Span>();
+  for (const e of history.events ?? []) {
+    const at = ms(e.eventTime);
+    const init = e.startChildWorkflowExecutionInitiatedEventAttributes;
+    if (init) spans.set(String(e.eventId), { workflowId: init.workflowId ?? '', from: at });
+    const closes: [string, { initiatedEventId?: unknown } | null | undefined][] = [
+      ['completed', e.childWorkflowExecutionCompletedEventAttributes],
+      ['failed', e.childWorkflowExecutionFailedEventAttributes],
+      ['cancelled', e.childWorkflowExecutionCanceledEventAttributes],
+      ['terminated', e.childWorkflowExecutionTerminatedEventAttributes],
+      ['refused', e.startChildWorkflowExecutionFailedEventAttributes],
+    ];
+    for (const [outcome, attrs] of closes) {
+      const span = attrs ? spans.get(String(attrs.initiatedEventId)) : undefined;
+      if (span) Object.assign(span, { to: at, outcome });
+    }
+  }
+  return [...spans.values()];
+}
+
+/** The most children open at once, from the rollout's own history. */
+function maxOverlap(spans: Span[]): number {
+  const edges = spans.flatMap((s): [number, number][] => [
+    [s.from, 1],
+    [s.to ?? Infinity, -1],
+  ]);
+  edges.sort((a, b) => a[0] - b[0] || a[1] - b[1]);
+  let open = 0;
+  let most = 0;
+  for (const [, d] of edges) {
+    open += d;
+    most = Math.max(most, open);
+  }
+  return most;
+}
+
+async function updateRejection(run: () => Promise<unknown>): Promise<string> {
+  const err = await run().then(
+    () => undefined,
+    (e: unknown) => e,
+  );
+  expect(err).toBeInstanceOf(WorkflowUpdateFailedError);
+  return (err as WorkflowUpdateFailedError).cause?.message ?? '';
+}
+
+describe('maintenance windows and failure budgets (pure)', () => {
+  it('reads the wall clock in the site time zone and waits for the window to open', () => {
+    const instant = new Date('2025-01-15T01:30:20Z');
+    expect(localMinutes(instant, 'UTC')).toBe(90);
+    expect(localMinutes(instant, 'Asia/Tokyo')).toBe(10 * 60 + 30);
+    expect(localMinutes(instant, 'America/New_York')).toBe(20 * 60 + 30);
+    const night = { start: '22:00', end: '04:00' };
+    expect(minutesUntilOpen(night, 23 * 60)).toBe(0);
+    expect(minutesUntilOpen(night, 3 * 60)).toBe(0);
+    expect(minutesUntilOpen(night, 4 * 60)).toBe(18 * 60);
+    expect(minutesUntilOpen({ start: '02:00', end: '05:00' }, 90)).toBe(30);
+    // 01:30:20 UTC in a 02:00–05:00 window: 29 min 40 s to go.
+    expect(msUntilWindow({ start: '02:00', end: '05:00' }, 'UTC', instant)).toBe(29 * 60_000 + 40_000);
+    expect(msUntilWindow({ start: '10:00', end: '11:00' }, 'Asia/Tokyo', instant)).toBe(0);
+    expect(msUntilWindow(undefined, 'Asia/Tokyo', instant)).toBe(0);
+  });
+
+  it('takes maxFailures as a count or a share of the selected sites', () => {
+    expect(failureLimit(3, 100)).toBe(3);
+    expect(failureLimit('10%', 25)).toBe(2);
+    expect(failureLimit('0.5%', 1000)).toBe(5);
+    expect(RolloutRequestSchema.safeParse(patch({}, { maxFailures: '120%' })).success).toBe(false);
+    expect(RolloutRequestSchema.safeParse(patch({}, { canaryApproval: true })).success).toBe(false);
+  });
+});
+
+describe('fleetRollout', () => {
+  it('runs the canaries first, soaks them, then the rest in a window of maxConcurrency', async () => {
+    const names = ['can-a-300ms', 'can-b-300ms', ...[1, 2, 3, 4, 5, 6].map((i) => `rest-${i}-300ms`)];
+    const labels = sites(names);
+    const started = Date.now();
+    const handle = await startRollout(
+      patch(labels, { canarySites: ['can-b-300ms', 'can-a-300ms'], canarySoakSeconds: 1, maxConcurrency: 2 }),
+    );
+    const soaking = await waitFor('the soak', progressOf(handle), (p) => p.step.startsWith('canaries soaking'));
+    expect(soaking.counts).toMatchObject({ succeeded: 2, pending: 6, running: 0 });
+    const result = await handle.result();
+    console.log(`canary rollout: ${Date.now() - started} ms`);
+    expect(result).toMatchObject({ counts: { total: 8, succeeded: 8, failed: 0, pending: 0 } });
+
+    const spans = await childSpans(handle);
+    const canaries = spans.filter((s) => s.workflowId.includes('/can-'));
+    const rest = spans.filter((s) => s.workflowId.includes('/rest-'));
+    expect(canaries.map((s) => s.workflowId)).toEqual(['site/can-b-300ms/patch', 'site/can-a-300ms/patch']);
+    const canariesDone = Math.max(...canaries.map((s) => s.to ?? Infinity));
+    const restStarted = Math.min(...rest.map((s) => s.from));
+    expect(restStarted - canariesDone).toBeGreaterThanOrEqual(1000);
+    expect(maxOverlap(rest)).toBe(2);
+    expect(await handle.query(progress)).toMatchObject({ step: 'done' });
+    recordHistory(env, handle.workflowId, 'fleet-rollout');
+  });
+
+  it('waits for an operator to approve the canaries; an early approval is refused', async () => {
+    const labels = sites(['appr-can-500ms', 'appr-1', 'appr-2']);
+    const handle = await startRollout(patch(labels, { canarySites: ['appr-can-500ms'], canaryApproval: true }));
+    expect(await updateRejection(() => handle.executeUpdate(approveUpdate))).toContain('canaries have not finished');
+    await waitFor('the approval gate', progressOf(handle), (p) => p.step.includes('approve'));
+    expect((await handle.query(progress)).counts).toMatchObject({ succeeded: 1, pending: 2 });
+    expect(await handle.executeUpdate(approveUpdate)).toMatchObject({ gate: 'open' });
+    expect(await handle.result()).toMatchObject({ counts: { succeeded: 3 } });
+  });
+
+  it('pauses past the failure budget, names the failed site, and goes on when resumed', async () => {
+    const labels = sites(['fb-1-200ms', 'fb-2-fail', 'fb-3', 'fb-4']);
+    const handle = await startRollout(patch(labels, { maxConcurrency: 1, maxFailures: 0 }));
+    const paused = await waitFor('the pause', progressOf(handle), (p) => p.paused === true);
+    expect(paused.step).toMatch(/^paused: 1 sites failed, more than maxFailures \(0\)/);
+    expect(paused.items['fb-2-fail']).toEqual({ state: 'failed', detail: 'patch of fb-2-fail broke (fixture)' });
+    expect(paused.counts).toMatchObject({ succeeded: 1, failed: 1, pending: 2, running: 0 });
+    expect(await updateRejection(() => handle.executeUpdate(pauseUpdate, { args: [{}] }))).toContain('already paused');
+    expect(await handle.executeUpdate(resumeUpdate, { args: [{}] })).toMatchObject({ paused: false, tolerated: 1 });
+    expect(await handle.result()).toMatchObject({
+      counts: { succeeded: 3, failed: 1 },
+      failures: [{ site: 'fb-2-fail', reason: 'patch of fb-2-fail broke (fixture)' }],
+    });
+    recordHistory(env, handle.workflowId, 'fleet-rollout-paused');
+  });
+
+  it('stops past the failure budget when told to, and the rollout fails', async () => {
+    const labels = sites(['st-1-fail', 'st-2', 'st-3']);
+    const handle = await startRollout(patch(labels, { maxConcurrency: 1, onFailureLimit: 'stop' }));
+    const err = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(WorkflowFailedError);
+    expect((err as WorkflowFailedError).cause?.message).toMatch(/rollout stopped: 1 sites failed.*2 skipped/);
+    expect(await handle.query(progress)).toMatchObject({ counts: { failed: 1, skipped: 2 } });
+  });
+
+  it('pauses, resumes and is cancelled mid-run: running sites finish on pause and are cancelled with the rollout', async () => {
+    const labels = sites(['pc-1-700ms', 'pc-2-700ms', 'pc-3-700ms', 'pc-4-hang', 'pc-5-hang', 'pc-6']);
+    const handle = await startRollout(patch(labels, { maxConcurrency: 2 }));
+    await waitFor('two running', progressOf(handle), (p) => p.counts.running === 2);
+    expect(await handle.executeUpdate(pauseUpdate, { args: [{ reason: 'checking dashboards' }] })).toMatchObject({
+      paused: true,
+      pauseReason: 'checking dashboards',
+    });
+    const held = await waitFor('the running sites to end', progressOf(handle), (p) => p.counts.running === 0);
+    expect(held).toMatchObject({ paused: true, step: 'paused: checking dashboards' });
+    expect(held.counts).toMatchObject({ succeeded: 2, pending: 4 });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    expect((await handle.query(progress)).counts).toMatchObject({ running: 0, pending: 4 });
+
+    expect(await updateRejection(() => handle.executeUpdate(resumeUpdate, { args: [{ maxFailures: -1 }] }))).toContain(
+      'maxFailures must be',
+    );
+    await handle.executeUpdate(resumeUpdate, { args: [{}] });
+    expect(await updateRejection(() => handle.executeUpdate(resumeUpdate, { args: [{}] }))).toContain('not paused');
+    const hanging = await waitFor(
+      'the hanging sites',
+      progressOf(handle),
+      (p) => p.counts.running === 2 && p.counts.succeeded === 3,
+    );
+    expect(Object.keys(hanging.items).filter((s) => hanging.items[s]?.state === 'running')).toEqual([
+      'pc-4-hang',
+      'pc-5-hang',
+    ]);
+    await handle.cancel();
+    const err = await handle.result().then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect((err as WorkflowFailedError).cause?.name).toBe('CancelledFailure');
+    expect((await handle.describe()).status.name).toBe('CANCELLED');
+    for (const site of ['pc-4-hang', 'pc-5-hang']) {
+      expect((await env.client.workflow.getHandle(`site/${site}/patch`).describe()).status.name).toBe('CANCELLED');
+    }
+    expect(await handle.query(progress)).toMatchObject({
+      step: 'cancelled',
+      counts: { succeeded: 3, cancelled: 2, skipped: 1, running: 0, pending: 0 },
+    });
+  });
+
+  it('honours a maxConcurrency changed while it runs, and refuses a bad one', async () => {
+    const names = Array.from({ length: 14 }, (_, i) => `mc-${String(i).padStart(2, '0')}-400ms`);
+    const labels = sites(names);
+    const handle = await startRollout(patch(labels, { maxConcurrency: 1 }));
+    await waitFor('two sites done', progressOf(handle), (p) => (p.counts.succeeded ?? 0) >= 2);
+    expect(
+      await updateRejection(() => handle.executeUpdate(setMaxConcurrencyUpdate, { args: [{ maxConcurrency: 0 }] })),
+    ).toContain('maxConcurrency must be a whole number from 1 to 10000');
+    const changedAt = Date.now();
+    expect(await handle.executeUpdate(setMaxConcurrencyUpdate, { args: [{ maxConcurrency: 4 }] })).toMatchObject({
+      maxConcurrency: 4,
+    });
+    await handle.result();
+    const spans = await childSpans(handle);
+    const before = spans.filter((s) => s.from < changedAt - 50);
+    const after = spans.filter((s) => s.from > changedAt + 50);
+    expect(maxOverlap(before)).toBe(1);
+    expect(maxOverlap(after)).toBe(4);
+    expect(await handle.query(rolloutView)).toMatchObject({ maxConcurrency: 4 });
+  });
+
+  it('reports a site busy with the same operation or another, without doubling it or spending the budget', async () => {
+    const labels = sites(['busy-hang', 'busy-other', 'busy-free']);
+    fleet.busyElsewhere.set('busy-other', 'busy with install (site/busy-other/install)');
+    const holder = await env.client.workflow.start('sitePatch', {
+      taskQueue,
+      workflowId: 'site/busy-hang/patch',
+      args: [{ site: 'busy-hang' }],
+    });
+    const handle = await startRollout(patch(labels, { maxFailures: 0 }));
+    const result = await handle.result();
+    expect(result).toMatchObject({
+      counts: { total: 3, succeeded: 1, busy: 2, failed: 0 },
+      busy: expect.arrayContaining([
+        { site: 'busy-other', reason: 'busy with install (site/busy-other/install)' },
+        { site: 'busy-hang', reason: 'site/busy-hang/patch is already running' },
+      ]) as unknown,
+    });
+    expect((await holder.describe()).runId).toBe(holder.firstExecutionRunId);
+    expect((await holder.describe()).status.name).toBe('RUNNING');
+    await holder.cancel();
+  });
+
+  it('starts no site outside its maintenance window, read in the site time zone', async () => {
+    const hhmm = (d: Date) => d.toISOString().slice(11, 16);
+    const now = Date.now();
+    const window = { start: hhmm(new Date(now - 30 * 60_000)), end: hhmm(new Date(now + 30 * 60_000)) };
+    const key = uniqueName('t');
+    fleet.add(
+      { name: 'mw-utc', labels: { test: key }, timeZone: 'UTC' },
+      { name: 'mw-default', labels: { test: key } },
+      { name: 'mw-tokyo', labels: { test: key }, timeZone: 'Asia/Tokyo' },
+    );
+    const handle = await startRollout(patch({ test: key }, { maintenanceWindow: window }));
+    const waiting = await waitFor('the window wait', progressOf(handle), (p) => p.step.startsWith('waiting for'));
+    expect(waiting.step).toMatch(/maintenance windows: 1\+ sites outside theirs, the next opens in \d+ min/);
+    expect(waiting.counts).toMatchObject({ succeeded: 2, pending: 1, running: 0 });
+    await handle.cancel();
+    await expect(handle.result()).rejects.toThrow();
+    expect(await handle.query(progress)).toMatchObject({
+      items: { 'mw-tokyo': { state: 'skipped', detail: 'the rollout was cancelled' } },
+    });
+    expect((await childSpans(handle)).map((s) => s.workflowId).sort()).toEqual([
+      'site/mw-default/patch',
+      'site/mw-utc/patch',
+    ]);
+  });
+
+  it('cancels a site past its timeout, counts it failed and goes on', async () => {
+    const labels = sites(['to-1-hang', 'to-2']);
+    const handle = await startRollout(patch(labels, { siteTimeoutSeconds: 1, maxFailures: 1 }));
+    expect(await handle.result()).toMatchObject({
+      counts: { succeeded: 1, failed: 1 },
+      failures: [{ site: 'to-1-hang', reason: 'timed out after 1 s' }],
+    });
+    expect((await env.client.workflow.getHandle('site/to-1-hang/patch').describe()).status.name).toBe('CANCELLED');
+  });
+
+  it('rolls out to 2,000 sites, continuing as new on the way, and ends with all 2,000 succeeded', async () => {
+    const names = Array.from({ length: 2000 }, (_, i) => `bulk-${String(i).padStart(4, '0')}`);
+    const labels = sites(names);
+    const pagesBefore = fleet.pagesServed;
+    const started = Date.now();
+    const handle = await startRollout({
+      selector: { matchLabels: labels },
+      operation: 'upgrade',
+      kubernetesVersion: 'v1.35.0',
+      strategy: { maxConcurrency: 200 },
+    });
+    const result = await handle.result();
+    const seconds = (Date.now() - started) / 1000;
+    console.log(`2,000-site rollout: ${seconds.toFixed(1)} s`);
+    expect(result.counts).toMatchObject({ total: 2000, succeeded: 2000, failed: 0, busy: 0, pending: 0 });
+    expect(fleet.pagesServed - pagesBefore).toBe(2);
+    const first = await env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId).describe();
+    expect(first.status.name).toBe('CONTINUED_AS_NEW');
+    const view = await handle.query(rolloutView);
+    expect(view.run).toBeGreaterThanOrEqual(2);
+    const last = await handle.describe();
+    expect(last.historyLength).toBeLessThan(10_000);
+  }, 300_000);
+});
