@@ -26,7 +26,8 @@ export function siteTaskQueue(plan: SitePlan): string {
 export function siteActivities(plan: SitePlan) {
   const taskQueue = siteTaskQueue(plan);
   return {
-    quick: proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '5 minutes', retry: quickRetry }),
+    // Quick steps (a few API calls) are retried soon after a worker dies mid-call: nothing tells of it but the timeout.
+    quick: proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '1 minute', retry: quickRetry }),
     // Long steps heartbeat; a worker that dies is noticed within 30 s and the step resumes elsewhere.
     long: proxyActivities<SiteActivities>({
       taskQueue,

@@ -43,7 +43,7 @@ export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallR
     progress.step('provisioning hosts');
     if (usesClusterApi) {
       saga.add('delete BareMetalHosts', () => quick.deleteBareMetalHosts(plan));
-      await quick.registerBareMetalHosts(plan);
+      await long.registerBareMetalHosts(plan);
       await long.waitHostsProvisioned({ site: plan.site, hosts: hostNames });
     } else {
       const image = { url: osImageUrl(plan, profile.spec.osImage.sha256), sha256: profile.spec.osImage.sha256 };

@@ -57,7 +57,7 @@ export async function siteReconcile(input: SiteReconcileInput): Promise<SiteReco
         for (const h of added) {
           saga.add(`remove ${h.name}`, () => long.removeBareMetalHost({ site: plan.site, host: h.name }));
         }
-        await quick.registerBareMetalHosts(plan);
+        await long.registerBareMetalHosts(plan);
         await long.waitHostsProvisioned({ site: plan.site, hosts: added.map((h) => h.name) });
         progress.step('joining the new hosts');
         await resizeCluster();
