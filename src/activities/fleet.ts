@@ -4,7 +4,13 @@
  */
 import { Context } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
-import { OperationType, type RolloutSelector, type RolloutSiteNote, siteOperationId } from '../domain/operations.ts';
+import {
+  type OperationType,
+  type RolloutSelector,
+  type RolloutSiteNote,
+  siteOperationId,
+  SiteOperationType,
+} from '../domain/operations.ts';
 import type { Labels } from '../domain/meta.ts';
 import type { Store } from '../store/index.ts';
 import type { StoredObject } from '../store/resources.ts';
@@ -77,7 +83,7 @@ export function createFleetActivities(deps: FleetActivityDeps) {
 
     async findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>> {
       const client = temporal();
-      const others = OperationType.options.filter((op) => op !== input.operation);
+      const others = SiteOperationType.options.filter((op) => op !== input.operation);
       const lookups = input.sites.flatMap((site) => others.map((op) => ({ site, id: siteOperationId(site, op), op })));
       const busy: Record<string, string> = {};
       await inBatches(lookups, describeConcurrency, async ({ site, id, op }) => {

@@ -9,7 +9,18 @@ import { apply, describeSite, exitCodeOf, get, kindOf, remove, upload } from './
 import { hostAnnotations, InputError, siteLabel } from './manifests.ts';
 import { isOutputFormat, type OutputFormat } from './output.ts';
 import { follow, listSiteOperations, parseProfileRef, startSiteOperation } from './commands/operations.ts';
-import { createSchedule, getSchedules, rolloutAction, scheduleAction, startRollout } from './commands/rollouts.ts';
+import {
+  cancelRollout,
+  controlRollout,
+  createSchedule,
+  followRollout,
+  getSchedules,
+  listRollouts,
+  type RolloutOptions,
+  scheduleAction,
+  showRollout,
+  startRollout,
+} from './commands/rollouts.ts';
 import { LabelSelector } from '../domain/selector.ts';
 import { apiVersion } from '../domain/meta.ts';
 
@@ -257,61 +268,136 @@ program
     await listSiteOperations(api(), site, output());
   });
 
+const failureBudget = (value: string) => {
+  if (/^\d+$/.test(value)) return Number(value);
+  if (/^\d+(\.\d+)?%$/.test(value)) return value;
+  throw new InvalidArgumentError('expected a count of sites (e.g. 3) or a share of them (e.g. 10%)');
+};
+const window = (value: string) => {
+  const match = /^(\d\d:\d\d)-(\d\d:\d\d)$/.exec(value);
+  if (!match?.[1] || !match[2]) throw new InvalidArgumentError('expected HH:MM-HH:MM, e.g. 22:00-04:00');
+  return { start: match[1], end: match[2] };
+};
+const oneOf =
+  <T extends string>(field: string, ...values: T[]) =>
+  (value: string): T => {
+    const found = values.find((v) => v === value);
+    if (found === undefined) throw new InvalidArgumentError(`${field} must be ${values.join(' or ')}`);
+    return found;
+  };
+const list = (value: string) => value.split(',').filter((v) => v !== '');
+
 const rolloutOptions = (c: Command) =>
   c
-    .requiredOption('-l, --selector <labels>', 'the sites, by label: key=value[,key=value]', selector)
-    .requiredOption('--operation <op>', 'install | patch | upgrade')
+    .option('-l, --selector <labels>', "the sites, by label: key=value[,key=value]; '' selects every site", selector)
+    .option(
+      '--sites <names>',
+      'the sites, by name (comma-separated); with -l, those of them that have the labels',
+      list,
+    )
+    .requiredOption(
+      '--operation <op>',
+      'install | patch | upgrade',
+      oneOf('--operation', 'install', 'patch', 'upgrade'),
+    )
     .option('--profile <name@version>', 'for a patch', profileRef)
+    .option('--max-unavailable <n>', 'for a patch: hosts patched at once within a site', toInt('--max-unavailable'))
     .option('--kubernetes-version <version>', 'for an upgrade')
-    .option('--max-concurrency <n>', 'sites at once', toInt('--max-concurrency'))
-    .option('--canary <sites>', 'sites done first, alone (comma-separated)', (v: string) => v.split(','))
-    .option('--max-failures <n>', 'failed sites tolerated before stopping or pausing', toInt('--max-failures'))
-    .option('--on-failure-limit <action>', 'stop | pause');
-
-type RolloutCli = {
-  selector: Record<string, string>;
-  operation: 'install' | 'patch' | 'upgrade';
-  profile?: { name: string; version: string };
-  kubernetesVersion?: string;
-  maxConcurrency?: number;
-  canary?: string[];
-  maxFailures?: number;
-  onFailureLimit?: 'stop' | 'pause';
-};
+    .option(
+      '--max-concurrency <n>',
+      'sites at once (changeable later: rollout set-concurrency)',
+      toInt('--max-concurrency'),
+    )
+    .option('--canary <sites>', 'sites done first, alone (comma-separated)', list)
+    .option('--canary-soak <seconds>', 'after the canaries succeeded, wait this long', toInt('--canary-soak'))
+    .option('--canary-approval', 'after the canaries succeeded, wait for: icnctl rollout approve <id>')
+    .option(
+      '--max-failures <n|p%>',
+      'failed sites tolerated before stopping or pausing (count or share)',
+      failureBudget,
+    )
+    .option('--on-failure-limit <action>', 'stop | pause', oneOf('--on-failure-limit', 'stop', 'pause'))
+    .option(
+      '--site-timeout <seconds>',
+      'a site running longer is cancelled and counted failed',
+      toInt('--site-timeout'),
+    )
+    .option('--on-site-timeout <action>', 'continue | abort', oneOf('--on-site-timeout', 'continue', 'abort'))
+    .option('--window <HH:MM-HH:MM>', "start sites only in this daily window, in each site's time zone", window);
 
 const rollout = program.command('rollout').description('operations across many sites');
 rolloutOptions(rollout.command('start').description('start a rollout; shows progress until done'))
   .option('--no-wait', 'return once started')
-  .action(async (opts: RolloutCli & { wait: boolean }) => {
+  .action(async (opts: RolloutOptions & { wait: boolean }) => {
     process.exitCode = await startRollout(api(), opts, wait(opts));
   });
 rollout
   .command('status <id>')
-  .description("a rollout's progress; follows it until done")
-  .action(async (id: string) => {
-    process.exitCode = await follow(api(), `/v1/rollouts/${encodeURIComponent(id)}`, { output: output() });
+  .description("a rollout's progress, live: each site as it starts, ends or fails, and the counts, until it ends")
+  .option('--once', 'show where it stands and return')
+  .action(async (id: string, opts: { once?: boolean }) => {
+    if (opts.once) await showRollout(api(), id, output());
+    else process.exitCode = await followRollout(api(), id, { output: output() });
   });
-for (const action of ['pause', 'resume', 'cancel'] as const) {
-  rollout
-    .command(`${action} <id>`)
-    .description(`${action} a rollout`)
-    .action(async (id: string) => {
-      await rolloutAction(api(), id, action);
-    });
-}
+rollout
+  .command('list')
+  .description('rollouts, newest first, scheduled runs included')
+  .action(async () => {
+    await listRollouts(api(), output());
+  });
+rollout
+  .command('pause <id>')
+  .description('start no other site; the running ones finish')
+  .option('--reason <text>', 'why (shown in the progress)')
+  .action(async (id: string, opts: { reason?: string }) => {
+    await controlRollout(api(), id, 'pause', opts.reason === undefined ? {} : { reason: opts.reason }, output());
+  });
+rollout
+  .command('resume <id>')
+  .description('go on after a pause, accepting the failures so far')
+  .option('--max-failures <n|p%>', 'raise the failure budget as well', failureBudget)
+  .action(async (id: string, opts: { maxFailures?: number | string }) => {
+    const body = opts.maxFailures === undefined ? {} : { maxFailures: opts.maxFailures };
+    await controlRollout(api(), id, 'resume', body, output());
+  });
+rollout
+  .command('approve <id>')
+  .description('let the rest of the sites start once the canaries succeeded')
+  .action(async (id: string) => {
+    await controlRollout(api(), id, 'approve', {}, output());
+  });
+rollout
+  .command('set-concurrency <id> <n>')
+  .description('change how many sites run at once, while the rollout runs')
+  .action(async (id: string, n: string) => {
+    const maxConcurrency = toInt('<n>')(n);
+    await controlRollout(api(), id, 'concurrency', { maxConcurrency }, output());
+  });
+rollout
+  .command('cancel <id>')
+  .description('cancel a rollout: no other site starts, running ones are cancelled (they compensate)')
+  .action(async (id: string) => {
+    await cancelRollout(api(), id);
+  });
 
 const schedule = program.command('schedule').description('scheduled rollouts (patch runs)');
 rolloutOptions(schedule.command('create <name>').description('run a rollout on a cron schedule (UTC)'))
   .requiredOption('--cron <expr>', 'five-field cron, e.g. "0 2 * * 6" (repeatable)', collect)
   .option('--paused', 'create it paused', false)
-  .action(async (name: string, opts: RolloutCli & { cron: string[]; paused: boolean }) => {
+  .action(async (name: string, opts: RolloutOptions & { cron: string[]; paused: boolean }) => {
     await createSchedule(api(), name, opts.cron, opts, { paused: opts.paused, output: output() });
   });
 schedule
   .command('get [name]')
-  .description('list schedules, or show one with its next runs')
+  .description('list schedules, or show one with its next runs and last rollout')
   .action(async (name: string | undefined) => {
     await getSchedules(api(), name, output());
+  });
+schedule
+  .command('list')
+  .description('schedules with their next run and last rollout')
+  .action(async () => {
+    await getSchedules(api(), undefined, output());
   });
 for (const action of ['pause', 'unpause', 'delete'] as const) {
   schedule
@@ -322,6 +408,12 @@ for (const action of ['pause', 'unpause', 'delete'] as const) {
       await scheduleAction(api(), name, action, opts.note);
     });
 }
+schedule
+  .command('trigger <name>')
+  .description("start the schedule's rollout now (skipped while its previous run still runs)")
+  .action(async (name: string) => {
+    await scheduleAction(api(), name, 'trigger');
+  });
 
 try {
   await program.parseAsync();

@@ -87,31 +87,7 @@ describe('site operations', () => {
   });
 });
 
-describe('rollouts', () => {
-  it('starts a rollout and relays pause and resume as signals', async () => {
-    const res = await post('/v1/rollouts', {
-      selector: { matchLabels: { tier: 'edge' } },
-      operation: 'upgrade',
-      kubernetesVersion: 'v1.35.0',
-    });
-    expect(res.statusCode).toBe(202);
-    const { rolloutId, workflowId } = res.json<{ rolloutId: string; workflowId: string }>();
-    expect(workflowId).toBe(`rollout/${rolloutId}`);
-    expect((await post(`/v1/rollouts/${rolloutId}/pause`)).statusCode).toBe(202);
-    expect((await post(`/v1/rollouts/${rolloutId}/resume`)).statusCode).toBe(202);
-    const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
-    const signals = (history.events ?? []).flatMap((e) => e.workflowExecutionSignaledEventAttributes?.signalName ?? []);
-    expect(signals).toEqual(['pause', 'resume']);
-    expect((await get(`/v1/rollouts/${rolloutId}`)).json()).toMatchObject({
-      type: 'fleetRollout',
-      status: 'RUNNING',
-      operation: 'rollout',
-    });
-    const bad = await post('/v1/rollouts', { selector: { matchLabels: {} }, operation: 'patch' });
-    expect(bad.statusCode).toBe(400);
-    expect(bad.json<{ issues: { field: string }[] }>().issues.map((i) => i.field)).toContain('body.profile');
-  });
-});
+// Rollouts (updates, progress, schedules that fire) are in rollouts.test.ts, with a worker that runs them.
 
 describe('scheduled rollouts', () => {
   const schedule = {

@@ -1,8 +1,8 @@
-import { type Client, ScheduleNotFoundError } from '@temporalio/client';
+import { type Client, ScheduleNotFoundError, ScheduleOverlapPolicy } from '@temporalio/client';
 import { z } from 'zod';
 import type { FastifyPluginAsyncZod } from 'fastify-type-provider-zod';
 import { ResourceName } from '../../domain/names.ts';
-import { RolloutRequest, ScheduleRequest, workflowTypes } from '../../domain/operations.ts';
+import { type FleetRolloutInput, RolloutRequest, ScheduleRequest, workflowTypes } from '../../domain/operations.ts';
 import { StoreError } from '../../store/index.ts';
 import { operationAttribute } from '../../temporal/search-attributes.ts';
 import type { TokenAuthority } from '../auth.ts';
@@ -14,9 +14,19 @@ const ScheduleOut = z.object({
   paused: z.boolean(),
   note: z.string().optional(),
   nextRuns: z.array(z.string()),
+  /** The rollouts it started lately, newest last: each is readable at /v1/rollouts/{rolloutId}. */
+  recentRuns: z.array(z.object({ rolloutId: z.string(), scheduledAt: z.string(), takenAt: z.string() })),
   rollout: z.unknown(),
 });
 type ScheduleOut = z.infer<typeof ScheduleOut>;
+
+/** A scheduled run's rollout id: its workflow id (the schedule's id and timestamp) without the prefix. */
+const recentRuns = (actions: { scheduledAt: Date; takenAt: Date; action: { workflow: { workflowId: string } } }[]) =>
+  actions.map((a) => ({
+    rolloutId: a.action.workflow.workflowId.replace(/^rollout\//, ''),
+    scheduledAt: a.scheduledAt.toISOString(),
+    takenAt: a.takenAt.toISOString(),
+  }));
 
 const notFound = (name: string) => (err: unknown) => {
   if (err instanceof ScheduleNotFoundError) throw new StoreError('NotFound', `schedule "${name}" not found`);
@@ -45,6 +55,7 @@ export function scheduleRoutes(deps: {
       paused: d.state.paused,
       ...(d.state.note !== undefined && d.state.note !== '' && { note: d.state.note }),
       nextRuns: d.info.nextActionTimes.map((t) => t.toISOString()),
+      recentRuns: recentRuns(d.info.recentActions),
       rollout: (args[0] as { request?: unknown } | undefined)?.request,
     };
   }
@@ -64,6 +75,9 @@ export function scheduleRoutes(deps: {
       },
       async (request, reply) => {
         const { name, cron, rollout, paused, note } = request.body;
+        // The rollout id is the schedule's; each run's workflow id gets the schedule's timestamp suffix, and the
+        // rollout takes its id from there.
+        const input: FleetRolloutInput = { rolloutId: `schedule-${name}`, request: RolloutRequest.parse(rollout) };
         await temporal.schedule
           .create({
             scheduleId: name,
@@ -73,10 +87,11 @@ export function scheduleRoutes(deps: {
               workflowType: workflowTypes.rollout,
               taskQueue,
               workflowId: `rollout/schedule-${name}`,
-              // The rollout id is the schedule's; each run's workflow id gets the schedule's timestamp suffix.
-              args: [{ rolloutId: `schedule-${name}`, request: RolloutRequest.parse(rollout) }],
+              args: [input],
               typedSearchAttributes: [{ key: operationAttribute, value: 'rollout' }],
             },
+            // A run still going when the next is due is not doubled: the next is skipped.
+            policies: { overlap: ScheduleOverlapPolicy.SKIP },
             memo: { cron },
             state: { paused, ...(note !== undefined && { note }) },
           })
@@ -90,6 +105,12 @@ export function scheduleRoutes(deps: {
       },
     );
 
+    const ScheduleItem = z.object({
+      name: z.string(),
+      paused: z.boolean(),
+      nextRun: z.string().optional(),
+      lastRun: z.object({ rolloutId: z.string(), takenAt: z.string() }).optional(),
+    });
     app.get(
       '/v1/schedules',
       {
@@ -97,16 +118,43 @@ export function scheduleRoutes(deps: {
         schema: {
           tags,
           security,
-          summary: 'List scheduled rollouts',
-          response: {
-            200: z.object({ items: z.array(z.object({ name: z.string(), paused: z.boolean().optional() })) }),
-          },
+          summary: 'List scheduled rollouts with their next and last runs',
+          response: { 200: z.object({ items: z.array(ScheduleItem) }) },
         },
       },
       async () => {
-        const items: { name: string; paused?: boolean }[] = [];
-        for await (const s of temporal.schedule.list()) items.push({ name: s.scheduleId, paused: s.state.paused });
+        const items: z.infer<typeof ScheduleItem>[] = [];
+        for await (const s of temporal.schedule.list()) {
+          const next = s.info.nextActionTimes[0];
+          const last = recentRuns(s.info.recentActions).at(-1);
+          items.push({
+            name: s.scheduleId,
+            paused: s.state.paused,
+            ...(next && !s.state.paused && { nextRun: next.toISOString() }),
+            ...(last && { lastRun: { rolloutId: last.rolloutId, takenAt: last.takenAt } }),
+          });
+        }
+        items.sort((a, b) => a.name.localeCompare(b.name));
         return { items };
+      },
+    );
+
+    app.post(
+      '/v1/schedules/:name/trigger',
+      {
+        preHandler: auth.require('operate'),
+        schema: {
+          tags,
+          security,
+          summary: "Start a scheduled rollout now (skipped while the schedule's previous run still runs)",
+          params: Params,
+          response: { 202: z.object({ name: z.string() }), 404: Failure },
+        },
+      },
+      async (request, reply) => {
+        const { name } = request.params;
+        await temporal.schedule.getHandle(name).trigger(ScheduleOverlapPolicy.SKIP).catch(notFound(name));
+        return reply.code(202).send({ name });
       },
     );
 

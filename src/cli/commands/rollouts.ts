@@ -1,32 +1,111 @@
+import type { OperationStatus, RolloutView } from '../../domain/operations.ts';
 import type { ApiClient } from '../api-client.ts';
 import { type OutputFormat, printData, printTable } from '../output.ts';
-import { follow } from './operations.ts';
 
 export interface RolloutOptions {
-  selector: Record<string, string>;
+  /** Sites with all these labels; `-l ''` (an empty selector) is every site, written out on purpose. */
+  selector?: Record<string, string>;
+  /** Sites by name, alone or narrowed by the labels. */
+  sites?: string[];
   operation: 'install' | 'patch' | 'upgrade';
   profile?: { name: string; version: string };
+  maxUnavailable?: number;
   kubernetesVersion?: string;
   maxConcurrency?: number;
   canary?: string[];
-  maxFailures?: number;
+  canarySoak?: number;
+  canaryApproval?: boolean;
+  maxFailures?: number | string;
   onFailureLimit?: 'stop' | 'pause';
+  siteTimeout?: number;
+  onSiteTimeout?: 'continue' | 'abort';
+  window?: { start: string; end: string };
 }
 
 /** The rollout request body the API validates (and names each wrong field of). */
 export function rolloutBody(o: RolloutOptions): object {
   return {
-    selector: { matchLabels: o.selector },
+    selector: {
+      ...(o.selector && { matchLabels: o.selector }),
+      ...(o.sites && { names: o.sites }),
+    },
     operation: o.operation,
     ...(o.profile && { profile: o.profile }),
+    ...(o.maxUnavailable !== undefined && { maxUnavailable: o.maxUnavailable }),
     ...(o.kubernetesVersion && { kubernetesVersion: o.kubernetesVersion }),
     strategy: {
       ...(o.maxConcurrency !== undefined && { maxConcurrency: o.maxConcurrency }),
       ...(o.canary && { canarySites: o.canary }),
+      ...(o.canarySoak !== undefined && { canarySoakSeconds: o.canarySoak }),
+      ...(o.canaryApproval && { canaryApproval: true }),
       ...(o.maxFailures !== undefined && { maxFailures: o.maxFailures }),
       ...(o.onFailureLimit && { onFailureLimit: o.onFailureLimit }),
+      ...(o.siteTimeout !== undefined && { siteTimeoutSeconds: o.siteTimeout }),
+      ...(o.onSiteTimeout && { onSiteTimeout: o.onSiteTimeout }),
+      ...(o.window && { maintenanceWindow: o.window }),
     },
   };
+}
+
+type RolloutStatus = OperationStatus & { rollout?: RolloutView };
+
+const closedOk = new Set(['COMPLETED']);
+const closed = new Set(['COMPLETED', 'FAILED', 'CANCELLED', 'CANCELED', 'TERMINATED', 'TIMED_OUT']);
+const countOrder = ['total', 'pending', 'running', 'succeeded', 'failed', 'busy', 'cancelled', 'skipped'];
+
+/** "12 succeeded, 3 running, ...": every count the rollout reports, in a fixed order, zeros left out but the total. */
+export function countsLine(counts: Record<string, number>): string {
+  const known = countOrder.filter((k) => k in counts);
+  const rest = Object.keys(counts).filter((k) => !countOrder.includes(k));
+  return [...known, ...rest]
+    .filter((k) => k === 'total' || (counts[k] ?? 0) > 0)
+    .map((k) => `${counts[k] ?? 0} ${k}`)
+    .join(', ');
+}
+
+/**
+ * Follows a rollout until it ends, printing each change of step, of a site's state and of the counts as it happens;
+ * returns 0 when it completed, 1 otherwise. Polling, not a stream: it survives API restarts, proxies and the rollout's
+ * continue-as-new (the API always answers for its newest run).
+ */
+export async function followRollout(
+  api: ApiClient,
+  id: string,
+  opts: { intervalMs?: number; output: OutputFormat; log?: (line: string) => void },
+): Promise<number> {
+  const log =
+    opts.log ??
+    ((line: string) => {
+      console.log(line);
+    });
+  const path = `/v1/rollouts/${encodeURIComponent(id)}`;
+  const seen = new Map<string, string>();
+  let step = '';
+  let counts = '';
+  for (;;) {
+    const status = await api.get<RolloutStatus>(path);
+    const progress = status.progress;
+    const time = `[${new Date().toISOString().slice(11, 19)}]`;
+    if (progress && progress.step !== step) {
+      step = progress.step;
+      log(`${time} ${step}`);
+    }
+    for (const [name, item] of Object.entries(progress?.items ?? {})) {
+      const text = item.detail === undefined ? item.state : `${item.state} (${item.detail})`;
+      if (seen.get(name) !== text) log(`  ${name}: ${text}`);
+      seen.set(name, text);
+    }
+    const line = progress ? countsLine(progress.counts) : '';
+    if (line !== counts && line !== '') log(`${time} ${line}`);
+    counts = line;
+    if (closed.has(status.status)) {
+      if (opts.output !== 'table') printData(status, opts.output);
+      else if (status.failure) log(`rollout ${status.status.toLowerCase()}: ${status.failure}`);
+      else log(`rollout ${status.status.toLowerCase()}`);
+      return closedOk.has(status.status) ? 0 : 1;
+    }
+    await new Promise((resolve) => setTimeout(resolve, opts.intervalMs ?? 1000));
+  }
 }
 
 export async function startRollout(
@@ -41,12 +120,72 @@ export async function startRollout(
     return 0;
   }
   console.log(`rollout ${started.rolloutId} started; Ctrl-C stops watching, not the rollout`);
-  return follow(api, `/v1/rollouts/${started.rolloutId}`, opts);
+  return followRollout(api, started.rolloutId, opts);
 }
 
-export async function rolloutAction(api: ApiClient, id: string, action: 'pause' | 'resume' | 'cancel'): Promise<void> {
-  await api.post(`/v1/rollouts/${encodeURIComponent(id)}/${action}`, {});
-  console.log(`rollout ${id}: ${action} requested`);
+/** One look at a rollout, without following it. */
+export async function showRollout(api: ApiClient, id: string, output: OutputFormat): Promise<void> {
+  const s = await api.get<RolloutStatus>(`/v1/rollouts/${encodeURIComponent(id)}`);
+  if (output !== 'table') {
+    printData(s, output);
+    return;
+  }
+  console.log(`rollout ${id}: ${s.status}${s.progress ? `, ${s.progress.step}` : ''}`);
+  if (s.progress) console.log(countsLine(s.progress.counts));
+  if (s.rollout) {
+    const r = s.rollout;
+    console.log(
+      `maxConcurrency ${r.maxConcurrency}, failure limit ${r.failureLimit}${r.tolerated > 0 ? ` (${r.tolerated} accepted)` : ''}, ` +
+        `canary gate ${r.gate}, run ${r.run}`,
+    );
+  }
+  const items = Object.entries(s.progress?.items ?? {});
+  if (items.length > 0) {
+    printTable(
+      ['SITE', 'STATE', 'DETAIL'],
+      items.map(([site, i]) => [site, i.state, i.detail ?? '']),
+    );
+  }
+  if (s.failure) console.log(`failure: ${s.failure}`);
+}
+
+export async function listRollouts(api: ApiClient, output: OutputFormat): Promise<void> {
+  const { items } = await api.get<{
+    items: { rolloutId: string; status: string; startTime: string; closeTime?: string }[];
+  }>('/v1/rollouts');
+  if (output !== 'table') {
+    printData(items, output);
+    return;
+  }
+  printTable(
+    ['ROLLOUT', 'STATUS', 'STARTED', 'CLOSED'],
+    items.map((i) => [i.rolloutId, i.status, i.startTime, i.closeTime ?? '-']),
+    'No rollouts.',
+  );
+}
+
+export type RolloutAction = 'pause' | 'resume' | 'approve' | 'concurrency';
+
+/** A change to a running rollout, validated by the rollout itself; prints what it is now. */
+export async function controlRollout(
+  api: ApiClient,
+  id: string,
+  action: RolloutAction,
+  body: object,
+  output: OutputFormat,
+): Promise<void> {
+  const view = await api.post<RolloutView>(`/v1/rollouts/${encodeURIComponent(id)}/${action}`, body);
+  if (output !== 'table') {
+    printData(view, output);
+    return;
+  }
+  const state = view.paused ? `paused (${view.pauseReason ?? ''})` : 'running';
+  console.log(`rollout ${id}: ${state}; maxConcurrency ${view.maxConcurrency}; canary gate ${view.gate}`);
+}
+
+export async function cancelRollout(api: ApiClient, id: string): Promise<void> {
+  await api.post(`/v1/rollouts/${encodeURIComponent(id)}/cancel`, {});
+  console.log(`rollout ${id}: cancel requested; running sites are cancelled and compensate`);
 }
 
 interface ScheduleOut {
@@ -55,6 +194,7 @@ interface ScheduleOut {
   paused: boolean;
   note?: string;
   nextRuns: string[];
+  recentRuns: { rolloutId: string; scheduledAt: string; takenAt: string }[];
 }
 
 export async function createSchedule(
@@ -85,19 +225,30 @@ export async function getSchedules(api: ApiClient, name: string | undefined, out
       return;
     }
     printTable(
-      ['NAME', 'CRON', 'PAUSED', 'NEXT RUN', 'NOTE'],
-      [[s.name, s.cron.join(' | '), String(s.paused), s.nextRuns[0] ?? '-', s.note ?? '']],
+      ['NAME', 'CRON', 'PAUSED', 'NEXT RUN', 'LAST ROLLOUT', 'NOTE'],
+      [
+        [
+          s.name,
+          s.cron.join(' | '),
+          String(s.paused),
+          s.nextRuns[0] ?? '-',
+          s.recentRuns.at(-1)?.rolloutId ?? '-',
+          s.note ?? '',
+        ],
+      ],
     );
     return;
   }
-  const { items } = await api.get<{ items: { name: string; paused?: boolean }[] }>('/v1/schedules');
+  const { items } = await api.get<{
+    items: { name: string; paused: boolean; nextRun?: string; lastRun?: { rolloutId: string; takenAt: string } }[];
+  }>('/v1/schedules');
   if (output !== 'table') {
     printData(items, output);
     return;
   }
   printTable(
-    ['NAME', 'PAUSED'],
-    items.map((i) => [i.name, String(i.paused ?? false)]),
+    ['NAME', 'PAUSED', 'NEXT RUN', 'LAST ROLLOUT'],
+    items.map((i) => [i.name, String(i.paused), i.nextRun ?? '-', i.lastRun?.rolloutId ?? '-']),
     'No schedules.',
   );
 }
@@ -105,10 +256,17 @@ export async function getSchedules(api: ApiClient, name: string | undefined, out
 export async function scheduleAction(
   api: ApiClient,
   name: string,
-  action: 'pause' | 'unpause' | 'delete',
+  action: 'pause' | 'unpause' | 'delete' | 'trigger',
   note?: string,
 ): Promise<void> {
-  if (action === 'delete') await api.delete(`/v1/schedules/${encodeURIComponent(name)}`);
-  else await api.post(`/v1/schedules/${encodeURIComponent(name)}/${action}`, note === undefined ? {} : { note });
-  console.log(`schedule/${name} ${action === 'delete' ? 'deleted' : `${action}d`}`);
+  const path = `/v1/schedules/${encodeURIComponent(name)}`;
+  if (action === 'delete') await api.delete(path);
+  else await api.post(`${path}/${action}`, note === undefined ? {} : { note });
+  const done = {
+    pause: 'paused',
+    unpause: 'unpaused',
+    delete: 'deleted',
+    trigger: 'triggered: its rollout starts now',
+  };
+  console.log(`schedule/${name} ${done[action]}`);
 }
