@@ -58,6 +58,9 @@ export function hostIronicNode(site: string, host: string, provisioner: SiteSpec
   return provisioner === 'cluster-api' ? `site-${site}~${host}` : ironicNodeName(site, host);
 }
 
+/** Who cordoned a node for maintenance: the patch and its rollback share it, so either may undo the other's cordon. */
+const cordonMark = 'icn-host-maintenance';
+
 export function createHostActivities(deps: HostActivityDeps) {
   const readyTimeoutMs = deps.readyTimeoutMs ?? 20 * 60_000;
   const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 5_000;
@@ -127,10 +130,12 @@ export function createHostActivities(deps: HostActivityDeps) {
               // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
               const versions = await hostVersions(input.site, input.bpaUrl, input.host);
               if (!input.packages.some((p) => versions[p.name] === p.version)) {
+                // The patch may have cordoned it before it failed: that cordon goes, an operator's stays.
+                await uncordonNode(kube, node, { by: cordonMark });
                 return { host: input.host, node, packages: versions, rebooted: false } satisfies HostPatchResult;
               }
             }
-            await step('cordon', () => cordonNode(kube, node));
+            await step('cordon', () => cordonNode(kube, node, { by: cordonMark }));
             await step('drain', () =>
               drainNode(kube, node, { timeoutMs: input.drainTimeoutSeconds * 1000, onProgress: beat }),
             );
@@ -165,7 +170,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             await step('ready', () =>
               waitNodeReady(kube, node, { timeoutMs: readyTimeoutMs, signal: ctx.cancellationSignal }),
             );
-            await step('uncordon', () => uncordonNode(kube, node));
+            await step('uncordon', () => uncordonNode(kube, node, { by: cordonMark }));
             await step('verify', async () => {
               const versions = await hostVersions(input.site, input.bpaUrl, input.host);
               if (input.action === 'install') {

@@ -41,20 +41,42 @@ export async function findHostNode(
 }
 
 /** Marks the node unschedulable; a node already cordoned is left untouched. A missing node is a NotFound PeerError. */
-export async function cordonNode(kube: KubernetesClient, name: string): Promise<NodeObject> {
-  return setUnschedulable(kube, name, true);
-}
+/** The annotation naming who cordoned a node, so that only they uncordon it (an operator's own cordon stays). */
+export const cordonedByAnnotation = 'icn.akraino.org/cordoned-by';
 
-export async function uncordonNode(kube: KubernetesClient, name: string): Promise<NodeObject> {
-  return setUnschedulable(kube, name, false);
-}
-
-async function setUnschedulable(kube: KubernetesClient, name: string, unschedulable: boolean): Promise<NodeObject> {
+/**
+ * Cordons the node. With `by`, a node this call cordons is marked as cordoned by it; a node already cordoned (by an
+ * operator, say) is left unmarked.
+ */
+export async function cordonNode(
+  kube: KubernetesClient,
+  name: string,
+  opts: { by?: string } = {},
+): Promise<NodeObject> {
   return kube.update<NodeObject>(nodeRef(name), (node) => {
-    if ((node.spec?.unschedulable === true) === unschedulable) return undefined;
+    if (node.spec?.unschedulable === true) return undefined;
+    const annotations = {
+      ...node.metadata.annotations,
+      ...(opts.by !== undefined && { [cordonedByAnnotation]: opts.by }),
+    };
+    return { ...node, metadata: { ...node.metadata, annotations }, spec: { ...node.spec, unschedulable: true } };
+  });
+}
+
+/** Uncordons the node; with `by`, only when `by` cordoned it (its mark goes too). */
+export async function uncordonNode(
+  kube: KubernetesClient,
+  name: string,
+  opts: { by?: string } = {},
+): Promise<NodeObject> {
+  return kube.update<NodeObject>(nodeRef(name), (node) => {
+    const mark = node.metadata.annotations?.[cordonedByAnnotation];
+    if (opts.by !== undefined && mark !== opts.by) return undefined;
+    if (node.spec?.unschedulable !== true && mark === undefined) return undefined;
+    const { [cordonedByAnnotation]: _mark, ...annotations } = node.metadata.annotations ?? {};
     const { unschedulable: _old, ...spec } = node.spec ?? {};
     // The API server leaves a false flag out of what it stores; writing it that way keeps reads and writes alike.
-    return { ...node, spec: unschedulable ? { ...spec, unschedulable: true } : spec };
+    return { ...node, metadata: { ...node.metadata, annotations }, spec };
   });
 }
 
