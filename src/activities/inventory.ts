@@ -119,8 +119,7 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
     async forgetHost(input: { site: string; host: string }): Promise<void> {
       try {
         await updateStatus(input.site, (current) => {
-          const hosts = { ...current?.hosts };
-          delete hosts[input.host];
+          const hosts = Object.fromEntries(Object.entries(current?.hosts ?? {}).filter(([h]) => h !== input.host));
           return { ...current, phase: current?.phase ?? 'Pending', hosts };
         });
       } catch (err) {
