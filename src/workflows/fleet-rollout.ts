@@ -4,11 +4,11 @@ import {
   ApplicationFailure,
   CancellationScope,
   condition,
-  continueAsNew,
   defineQuery,
   defineSignal,
   defineUpdate,
   isCancellation,
+  makeContinueAsNewFunc,
   ParentClosePolicy,
   proxyActivities,
   setHandler,
@@ -585,7 +585,11 @@ class Rollout {
   private async continueAsNew(): Promise<never> {
     await condition(allHandlersFinished);
     this.finalStep = `continuing as new (run ${this.c.run + 1})`;
-    return continueAsNew<typeof fleetRollout>({
+    // Said outright so that the next run is found by the same search attributes (operation, rollout id).
+    const next = makeContinueAsNewFunc<typeof fleetRollout>({
+      typedSearchAttributes: workflowInfo().typedSearchAttributes,
+    });
+    return next({
       rolloutId: this.input.rolloutId,
       request: this.request,
       carry: { ...this.c, run: this.c.run + 1 },

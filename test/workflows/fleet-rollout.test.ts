@@ -7,6 +7,7 @@ import {
   type WorkflowHandleWithFirstExecutionRunId,
   WorkflowUpdateFailedError,
 } from '@temporalio/client';
+import type { SearchAttributePair } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
 import type { OperationProgress, RolloutRequest } from '../../src/domain/operations.ts';
@@ -21,6 +22,7 @@ import {
 } from '../../src/workflows/fleet-rollout.ts';
 import { progress } from '../../src/workflows/progress.ts';
 import { failureLimit, localMinutes, minutesUntilOpen, msUntilWindow } from '../../src/workflows/rollout-window.ts';
+import { operationAttribute } from '../../src/temporal/search-attributes.ts';
 import { recordHistory } from '../support/histories.ts';
 import { startTemporal, uniqueName } from '../support/temporal.ts';
 import { createRolloutWorker, type FixtureSite, FixtureFleet } from './fixtures/rollout-fleet.ts';
@@ -51,11 +53,15 @@ function sites(names: string[], extra: Partial<FixtureSite> = {}): Record<string
 
 type RolloutHandle = WorkflowHandleWithFirstExecutionRunId<typeof fleetRollout>;
 
-async function startRollout(request: unknown): Promise<RolloutHandle> {
+async function startRollout(
+  request: unknown,
+  typedSearchAttributes: SearchAttributePair[] = [],
+): Promise<RolloutHandle> {
   const rolloutId = uniqueName('r');
   return env.client.workflow.start<typeof fleetRollout>('fleetRollout', {
     taskQueue,
     workflowId: `rollout/${rolloutId}`,
+    typedSearchAttributes,
     args: [{ rolloutId, request: RolloutRequestSchema.parse(request) satisfies RolloutRequest }],
   });
 }
@@ -354,12 +360,15 @@ describe('fleetRollout', () => {
     const labels = sites(names);
     const pagesBefore = fleet.pagesServed;
     const started = Date.now();
-    const handle = await startRollout({
-      selector: { matchLabels: labels },
-      operation: 'upgrade',
-      kubernetesVersion: 'v1.35.0',
-      strategy: { maxConcurrency: 200 },
-    });
+    const handle = await startRollout(
+      {
+        selector: { matchLabels: labels },
+        operation: 'upgrade',
+        kubernetesVersion: 'v1.35.0',
+        strategy: { maxConcurrency: 200 },
+      },
+      [{ key: operationAttribute, value: 'rollout' }],
+    );
     const result = await handle.result();
     const seconds = (Date.now() - started) / 1000;
     console.log(`2,000-site rollout: ${seconds.toFixed(1)} s`);
@@ -370,6 +379,7 @@ describe('fleetRollout', () => {
     const view = await handle.query(rolloutView);
     expect(view.run).toBeGreaterThanOrEqual(2);
     const last = await handle.describe();
+    expect(last.typedSearchAttributes.get(operationAttribute)).toBe('rollout');
     expect(last.historyLength).toBeLessThan(10_000);
   }, 300_000);
 });
