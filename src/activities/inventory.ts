@@ -106,10 +106,13 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
           throw new StoreError('Invalid', `site "${site}" is not installed yet`, 'status.installedProfile');
         }
         const profile = await deps.store.profiles.get(installed.name, installed.version);
+        const kubernetesVersion = stored.status?.kubernetesVersion ?? stored.spec.cluster.kubernetesVersion;
+        // The cluster as it runs: an upgrade since the spec was written must not be undone by a resize.
+        const spec = { ...stored.spec, cluster: { ...stored.spec.cluster, kubernetesVersion } };
         return InstalledSitePlan.parse({
-          plan: { site, spec: stored.spec, profile: { ...installed, spec: profile.spec } },
+          plan: { site, spec, profile: { ...installed, spec: profile.spec } },
           installedHosts: Object.keys(stored.status?.hosts ?? {}).sort(),
-          kubernetesVersion: stored.status?.kubernetesVersion ?? stored.spec.cluster.kubernetesVersion,
+          kubernetesVersion,
         });
       } catch (err) {
         throw toActivityFailure(err);
