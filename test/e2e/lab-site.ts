@@ -61,6 +61,8 @@ export interface LabSite {
 
 export interface LabSiteOptions {
   standIn?: Parameters<typeof startClusterApiStandIn>[0]['failOn'];
+  /** Simulated hosts to start (default 3); the site's spec lists as many as `manifests` is asked for. */
+  sshHosts?: number;
 }
 
 /** A site named `<prefix>-<random>`: Ironic nodes, namespaces and releases never collide across runs. */
@@ -71,7 +73,7 @@ export async function startLabSite(prefix: string, opts: LabSiteOptions = {}): P
   const ironic = labPeer('ironic') as IronicLabInfo;
   const work = mkdtempSync(join(tmpdir(), 'icn-e2e-'));
   const helmBinary = join(ensureGoTool(helm), 'helm');
-  const hosts = await startSshHosts({ count: 3, dir: join(work, 'hosts') });
+  const hosts = await startSshHosts({ count: opts.sshHosts ?? 3, dir: join(work, 'hosts') });
   const bpa = await startBpa(join(work, 'bpa'), hosts);
   const env = await startTemporal();
   const store = await openTestStore('postgres');

@@ -6,14 +6,16 @@ import { HelmClient } from '../../src/clients/helm/index.ts';
 import { IronicClient } from '../../src/clients/ironic/index.ts';
 import { KubernetesClient, type KubeObject } from '../../src/clients/kubernetes/index.ts';
 import { onHost } from '../bpa/support.ts';
-import { activityTimes, applyLabSite, type LabSite, startLabSite } from './lab-site.ts';
+import { activityTimes, applyLabSite, type LabArtifacts, type LabSite, startLabSite } from './lab-site.ts';
 
 let lab: LabSite;
+let artifacts: LabArtifacts;
 let kube: KubernetesClient;
 
 beforeAll(async () => {
-  lab = await startLabSite('e2e');
-  await applyLabSite(lab);
+  // A fourth simulated host joins the site later (reconcile).
+  lab = await startLabSite('e2e', { sshHosts: 4 });
+  artifacts = await applyLabSite(lab);
   await lab.startWorker();
   kube = new KubernetesClient(lab.kube.kubeconfig);
 }, 600_000);
@@ -23,7 +25,7 @@ afterAll(async () => {
   await lab.stop();
 }, 120_000);
 
-const hostRoots = () => lab.hosts.hosts.map((h) => h.root);
+const hostRoots = () => lab.hosts.hosts.slice(0, 3).map((h) => h.root);
 const namespace = () => `site-${lab.site}`;
 
 async function siteNodes(): Promise<KubeObject[]> {
@@ -46,7 +48,7 @@ async function siteStatus(): Promise<Record<string, unknown>> {
   return (JSON.parse(r.stdout) as { status: Record<string, unknown> }).status;
 }
 
-describe('a 3-host site through icnctl: install, patch, upgrade', () => {
+describe('a 3-host site through icnctl: install, patch, upgrade, a host added and removed', () => {
   it('installs: Ironic nodes active, cluster objects, packages on the hosts, the chart deployed', async () => {
     const started = Date.now();
     const r = await lab.icnctl('install', lab.site);
@@ -131,5 +133,58 @@ describe('a 3-host site through icnctl: install, patch, upgrade', () => {
       expect((node.status as { nodeInfo?: { kubeletVersion?: string } }).nodeInfo?.kubeletVersion).toBe('v1.35.0');
     }
     expect(await siteStatus()).toMatchObject({ phase: 'Ready', kubernetesVersion: 'v1.35.0' });
+  }, 600_000);
+
+  async function applyHosts(count: number): Promise<void> {
+    const applied = await lab.icnctl('apply', '-f', lab.manifests(artifacts, { hostCount: count }));
+    expect(applied.code).toBe(0);
+    // Changing the hosts of an installed site is all the operator does: the API starts the reconcile.
+    expect(applied.stdout).toContain(`site/${lab.site}/reconcile started`);
+    const followed = await lab.icnctl('status', lab.site, 'reconcile');
+    if (followed.code !== 0) console.log(`${followed.stdout}\n${followed.stderr}\n${lab.workerLog()}`);
+    expect(followed.code).toBe(0);
+  }
+
+  const workers = async () =>
+    (
+      await kube.get({
+        apiVersion: 'cluster.x-k8s.io/v1beta1',
+        kind: 'MachineDeployment',
+        name: `${lab.site}-workers`,
+        namespace: namespace(),
+      })
+    ).spec as { replicas: number };
+
+  it('adds a fourth host when the site is applied with it: provisioned, joined, given the packages; others untouched', async () => {
+    await applyHosts(4);
+    const ironic = new IronicClient({ url: lab.ironic.url });
+    expect((await ironic.get(`${namespace()}~host-4`)).provision_state).toBe('active');
+    expect((await siteNodes()).map((n) => n.metadata.name)).toContain(`${lab.site}-host-4`);
+    expect((await workers()).replicas).toBe(3);
+    const fourth = lab.hosts.hosts[3]?.root ?? '';
+    // The profile the site runs now (1.1.0), once.
+    expect(onHost(fourth, 'opt/kubelet/version')).toBe('1.34.3');
+    expect(onHost(fourth, 'var/lib/fixture/kubelet/install.count')).toBe('1');
+    for (const root of hostRoots()) expect(onHost(root, 'var/lib/fixture/kubelet/install.count')).toBe('2');
+    expect(await siteStatus()).toMatchObject({ phase: 'Ready', hosts: { 'host-4': { state: 'Ready' } } });
+  }, 600_000);
+
+  it('removes it when the site is applied without it: drained, out of the cluster, deprovisioned, forgotten', async () => {
+    await applyHosts(3);
+    expect((await siteNodes()).map((n) => n.metadata.name)).not.toContain(`${lab.site}-host-4`);
+    expect((await workers()).replicas).toBe(2);
+    expect(
+      await kube.find({
+        apiVersion: 'metal3.io/v1alpha1',
+        kind: 'BareMetalHost',
+        name: 'host-4',
+        namespace: namespace(),
+      }),
+    ).toBeUndefined();
+    const ironic = new IronicClient({ url: lab.ironic.url });
+    const node = await ironic.get(`${namespace()}~host-4`).catch(() => undefined);
+    expect(node?.provision_state ?? 'gone').not.toBe('active');
+    const status = (await siteStatus()) as { hosts?: Record<string, unknown> };
+    expect(Object.keys(status.hosts ?? {}).sort()).toEqual(['host-1', 'host-2', 'host-3']);
   }, 600_000);
 });
