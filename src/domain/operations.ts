@@ -42,7 +42,10 @@ export type MaintenanceWindow = z.infer<typeof MaintenanceWindow>;
 
 export const RolloutStrategy = z
   .strictObject({
-    /** Sites operated on at once; can be changed while the rollout runs. */
+    /**
+     * Sites operated on at once; can be changed while the rollout runs. Above 2,000 the Temporal server's limit on a
+     * workflow's pending children must be raised too (FleetRolloutInput.limits).
+     */
     maxConcurrency: z.number().int().min(1).max(10_000).default(10),
     /** Sites done first, alone; the rest start only once they all succeeded (and the soak or approval passed). */
     canarySites: z.array(ResourceName).max(100).default([]),
@@ -206,6 +209,13 @@ export interface RolloutCarry {
 export interface FleetRolloutInput {
   rolloutId: string;
   request: RolloutRequest;
+  /**
+   * The Temporal server's per-workflow limit on child workflows in flight (its dynamic config
+   * limit.numPendingChildExecutions.error, 2,000 by default): no more sites than this run at once, whatever
+   * maxConcurrency says, since the server refuses the next child and the rollout would be stuck. A cluster that
+   * raised it says so here (at most 10,000).
+   */
+  limits?: { maxPendingChildren?: number };
   /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
   carry?: RolloutCarry;
 }
@@ -223,6 +233,8 @@ export const RolloutView = z.object({
   /** Why the rollout starts no other site, once it stops. */
   stopping: z.string().optional(),
   maxConcurrency: z.number(),
+  /** The most sites that run at once: maxConcurrency, unless the server's limit on pending children is lower. */
+  window: z.number(),
   /** maxFailures as a count of this rollout's sites. */
   failureLimit: z.number(),
   tolerated: z.number(),

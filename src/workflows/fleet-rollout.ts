@@ -53,13 +53,16 @@ const pauseSignalDef = defineSignal(pauseSignal);
 const resumeSignalDef = defineSignal(resumeSignal);
 
 /**
- * A run's history grows by about three events per site (child initiated, started, closed) plus workflow tasks and
- * timers: past this many starts a run stops starting, lets its children finish and continues as new, which keeps every
- * history far below Temporal's 50,000-event limit whatever the fleet's size.
+ * A run's history grows by three to four events per site (child initiated, started, closed, and a share of workflow
+ * tasks; two more with a site timeout). A run starts twice its window of sites, at least 1,000 and at most 10,000,
+ * then lets its children finish and continues as new: about 35,000 events at the very most, under Temporal's hard
+ * limit of 51,200, whatever the fleet's size. Twice the window, so that the drain before continuing (the slowest site
+ * of the last window) is paid once per two windows at most, and a window is never cut short.
  */
-const maxStartsPerRun = 1000;
-/** Below this, the server's continue-as-new suggestion is not followed: every run must move the rollout on. */
-const minStartsPerRun = 100;
+const minStartsPerRun = 1000;
+const maxStartsPerRun = 10_000;
+/** The server's default limit on a workflow's pending children (limit.numPendingChildExecutions.error). */
+const defaultMaxPendingChildren = 2000;
 const pageSize = 1000;
 /** Reasons are kept for this many sites of each kind; the counts stay exact. */
 const noteCap = 100;
@@ -134,6 +137,7 @@ class Rollout {
   private waiting: string | undefined;
   private finalStep: string | undefined;
   private alarmAt: number | undefined;
+  private readonly maxPendingChildren: number;
 
   constructor(input: FleetRolloutInput) {
     this.input = input;
@@ -142,6 +146,8 @@ class Rollout {
     const { workflowId } = workflowInfo();
     this.rolloutId = workflowId.startsWith('rollout/') ? workflowId.slice('rollout/'.length) : input.rolloutId;
     this.resolved = input.carry !== undefined;
+    const limit = input.limits?.maxPendingChildren ?? defaultMaxPendingChildren;
+    this.maxPendingChildren = Math.min(Math.max(Math.trunc(limit), 1), 10_000);
     this.c = input.carry ?? {
       run: 1,
       total: 0,
@@ -380,7 +386,7 @@ class Rollout {
     let soonest = Infinity;
     let blocked = 0;
     let i = 0;
-    while (this.running.size < this.c.maxConcurrency && !this.wantsContinueAsNew() && i < this.c.pending.length) {
+    while (this.running.size < this.window() && !this.wantsContinueAsNew() && i < this.c.pending.length) {
       const entry = this.c.pending[i];
       if (!entry) break;
       const [site, zone] = entry;
@@ -411,7 +417,7 @@ class Rollout {
 
   /** The next sites in line from `from`, as many as are likely to start soon, for one look-up. */
   private toCheck(from: number): string[] {
-    const ahead = Math.min(Math.max(this.c.maxConcurrency, 50), 500);
+    const ahead = Math.min(Math.max(this.window(), 50), 500);
     return this.c.pending.slice(from, from + ahead).map(([site]) => site);
   }
 
@@ -575,10 +581,19 @@ class Rollout {
     );
   }
 
+  /** Sites that may run at once: what the operator set, within what the server allows. */
+  private window(): number {
+    return Math.min(this.c.maxConcurrency, this.maxPendingChildren);
+  }
+
   private wantsContinueAsNew(): boolean {
+    const window = this.window();
+    const startsPerRun = Math.min(Math.max(2 * window, minStartsPerRun), maxStartsPerRun);
+    // The server's suggestion comes at a few thousand events; followed before a whole window has started, it would
+    // cap the rollout's concurrency below what the operator asked for.
     return (
-      this.startedThisRun >= maxStartsPerRun ||
-      (this.startedThisRun >= minStartsPerRun && workflowInfo().continueAsNewSuggested)
+      this.startedThisRun >= startsPerRun ||
+      (this.startedThisRun >= Math.max(window, minStartsPerRun) && workflowInfo().continueAsNewSuggested)
     );
   }
 
@@ -592,6 +607,7 @@ class Rollout {
     return next({
       rolloutId: this.input.rolloutId,
       request: this.request,
+      ...(this.input.limits && { limits: this.input.limits }),
       carry: { ...this.c, run: this.c.run + 1 },
     });
   }
@@ -707,6 +723,7 @@ class Rollout {
       ...(this.c.pauseReason !== undefined && { pauseReason: this.c.pauseReason }),
       ...(this.stopping !== undefined && { stopping: this.stopping }),
       maxConcurrency: this.c.maxConcurrency,
+      window: this.window(),
       failureLimit: this.c.failureLimit,
       tolerated: this.c.tolerated,
     };

@@ -10,7 +10,7 @@ import {
 import type { SearchAttributePair } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
-import type { OperationProgress, RolloutRequest } from '../../src/domain/operations.ts';
+import type { FleetRolloutInput, OperationProgress, RolloutRequest } from '../../src/domain/operations.ts';
 import { RolloutRequest as RolloutRequestSchema } from '../../src/domain/operations.ts';
 import {
   approveUpdate,
@@ -56,13 +56,14 @@ type RolloutHandle = WorkflowHandleWithFirstExecutionRunId<typeof fleetRollout>;
 async function startRollout(
   request: unknown,
   typedSearchAttributes: SearchAttributePair[] = [],
+  extra: Partial<FleetRolloutInput> = {},
 ): Promise<RolloutHandle> {
   const rolloutId = uniqueName('r');
   return env.client.workflow.start<typeof fleetRollout>('fleetRollout', {
     taskQueue,
     workflowId: `rollout/${rolloutId}`,
     typedSearchAttributes,
-    args: [{ rolloutId, request: RolloutRequestSchema.parse(request) satisfies RolloutRequest }],
+    args: [{ rolloutId, request: RolloutRequestSchema.parse(request) satisfies RolloutRequest, ...extra }],
   });
 }
 
@@ -296,6 +297,14 @@ describe('fleetRollout', () => {
     expect(maxOverlap(before)).toBe(1);
     expect(maxOverlap(after)).toBe(4);
     expect(await handle.query(rolloutView)).toMatchObject({ maxConcurrency: 4 });
+  });
+
+  it('never runs more sites at once than the server lets a workflow have pending children', async () => {
+    const labels = sites(Array.from({ length: 8 }, (_, i) => `lim-${i}-300ms`));
+    const handle = await startRollout(patch(labels, { maxConcurrency: 10 }), [], { limits: { maxPendingChildren: 3 } });
+    expect(await handle.query(rolloutView)).toMatchObject({ maxConcurrency: 10, window: 3 });
+    await handle.result();
+    expect(maxOverlap(await childSpans(handle))).toBe(3);
   });
 
   it('reports a site busy with the same operation or another, without doubling it or spending the budget', async () => {

@@ -135,7 +135,7 @@ export async function showRollout(api: ApiClient, id: string, output: OutputForm
   if (s.rollout) {
     const r = s.rollout;
     console.log(
-      `maxConcurrency ${r.maxConcurrency}, failure limit ${r.failureLimit}${r.tolerated > 0 ? ` (${r.tolerated} accepted)` : ''}, ` +
+      `maxConcurrency ${r.maxConcurrency}${r.window < r.maxConcurrency ? ` (${r.window} at once: the server's limit)` : ''}, failure limit ${r.failureLimit}${r.tolerated > 0 ? ` (${r.tolerated} accepted)` : ''}, ` +
         `canary gate ${r.gate}, run ${r.run}`,
     );
   }
