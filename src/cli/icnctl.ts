@@ -262,6 +262,16 @@ program
   });
 
 program
+  .command('cancel <site> <operation>')
+  .description("cancel a site's running operation (install, patch, upgrade, reconcile): its compensations run")
+  .action(async (site: string, operation: string) => {
+    await api().post(`/v1/sites/${encodeURIComponent(site)}/operations/${encodeURIComponent(operation)}/cancel`, {});
+    console.log(
+      `${operation} of ${site}: cancel requested; \`icnctl status ${site} ${operation}\` follows the compensations`,
+    );
+  });
+
+program
   .command('operations <site>')
   .description("a site's operations, newest first")
   .action(async (site: string) => {

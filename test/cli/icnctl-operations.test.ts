@@ -77,7 +77,9 @@ describe('icnctl site operations', () => {
     expect((await run('install', 'edge-slow')).code).toBe(2);
     const following = run('status', 'edge-slow', 'install');
     await new Promise((resolve) => setTimeout(resolve, 1500));
-    await stack.env.client.workflow.getHandle('site/edge-slow/install').cancel();
+    const cancel = await run('cancel', 'edge-slow', 'install');
+    expect(cancel.code).toBe(0);
+    expect(cancel.stdout).toContain('install of edge-slow: cancel requested');
     const followed = await following;
     expect(followed.code).toBe(1);
     expect(followed.stdout).toContain('host-2: provisioning');
