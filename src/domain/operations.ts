@@ -145,19 +145,7 @@ export const ScheduleRequest = z.strictObject({
 });
 export type ScheduleRequest = z.infer<typeof ScheduleRequest>;
 
-/** Workflow type names: the API starts them by name; the worker registers the functions of the same names. */
-export const workflowTypes = {
-  install: 'siteInstall',
-  patch: 'sitePatch',
-  upgrade: 'siteUpgrade',
-  reconcile: 'siteReconcile',
-  rollout: 'fleetRollout',
-} as const;
-
-/** One business key per site and operation, so a repeated request joins or is refused, never duplicated. */
-export function siteOperationId(site: string, operation: SiteOperationType): string {
-  return `site/${site}/${operation}`;
-}
+export { siteOperationId, workflowTypes } from './keys.ts';
 
 export const SiteInstallInput = InstallRequest.extend({ site: ResourceName });
 export type SiteInstallInput = z.infer<typeof SiteInstallInput>;
@@ -250,14 +238,7 @@ export interface RolloutResult {
   skipped: RolloutSiteNote[];
 }
 
-/** Operators' changes to a running rollout: Temporal updates, each validated by the rollout before it applies. */
-export const rolloutUpdates = {
-  pause: 'pauseRollout',
-  resume: 'resumeRollout',
-  approve: 'approveRollout',
-  setMaxConcurrency: 'setRolloutMaxConcurrency',
-} as const;
-export const rolloutQuery = 'rollout';
+export { rolloutQuery, rolloutUpdates } from './keys.ts';
 
 export const RolloutPause = z.strictObject({ reason: z.string().max(256).optional() });
 export type RolloutPause = z.infer<typeof RolloutPause>;
@@ -278,9 +259,7 @@ export const OperationProgress = z.object({
 });
 export type OperationProgress = z.infer<typeof OperationProgress>;
 
-export const progressQuery = 'progress';
-export const pauseSignal = 'pause';
-export const resumeSignal = 'resume';
+export { pauseSignal, progressQuery, resumeSignal } from './keys.ts';
 
 /** An operation as the API reports it, read from Temporal (visibility, the progress query, the result). */
 export const OperationStatus = z.object({

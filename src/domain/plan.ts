@@ -38,9 +38,7 @@ export const ProvisionedHost = z.object({
 });
 export type ProvisionedHost = z.infer<typeof ProvisionedHost>;
 
-export function ironicNodeName(site: string, host: string): string {
-  return `${site}-${host}`;
-}
+export { ironicNodeName, kubeconfigSecretName } from './keys.ts';
 
 /** What a site has installed and what a patch takes it to, resolved when the patch starts. */
 export const PatchPlan = z.object({
@@ -77,11 +75,6 @@ export const HostPatchResult = z.object({
   rebooted: z.boolean(),
 });
 export type HostPatchResult = z.infer<typeof HostPatchResult>;
-
-/** The inventory secret holding a site's application-cluster kubeconfig, however the cluster was made. */
-export function kubeconfigSecretName(site: string): string {
-  return `${site}-kubeconfig`;
-}
 
 /** An installed site as it should be (its spec, with the profile it runs) and the hosts it has (its status). */
 export const InstalledSitePlan = z.object({

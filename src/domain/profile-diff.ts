@@ -40,3 +40,12 @@ export function profileDiff(from: SoftwareProfileSpec, to: SoftwareProfileSpec):
     osImageChanged: from.osImage.sha256 !== to.osImage.sha256,
   };
 }
+
+/** Every artifact digest a profile needs; the API refuses a profile naming one the store lacks. */
+export function profileArtifacts(spec: SoftwareProfileSpec): string[] {
+  return [
+    spec.osImage.sha256,
+    ...spec.binaryPackages.map((p) => p.artifact.sha256),
+    ...spec.containerPackages.map((p) => p.chart.sha256),
+  ];
+}

@@ -61,11 +61,4 @@ export const SoftwareProfile = z.strictObject({
 });
 export type SoftwareProfile = z.infer<typeof SoftwareProfile>;
 
-/** Every artifact digest a profile needs; the API refuses a profile naming one the store lacks. */
-export function profileArtifacts(spec: SoftwareProfileSpec): string[] {
-  return [
-    spec.osImage.sha256,
-    ...spec.binaryPackages.map((p) => p.artifact.sha256),
-    ...spec.containerPackages.map((p) => p.chart.sha256),
-  ];
-}
+export { profileArtifacts } from './profile-diff.ts';

@@ -17,24 +17,26 @@ import {
   workflowInfo,
 } from '@temporalio/workflow';
 import {
-  type FailureBudget,
-  type FleetRolloutInput,
-  type OperationProgress,
   pauseSignal,
   resumeSignal,
-  type RolloutCarry,
-  type RolloutConcurrency,
-  type RolloutPause,
-  type RolloutRequest,
-  type RolloutResult,
-  type RolloutResume,
-  type RolloutSiteNote,
-  type RolloutStrategy,
-  type RolloutView,
   rolloutQuery,
   rolloutUpdates,
   siteOperationId,
   workflowTypes,
+} from '../domain/keys.ts';
+import type {
+  FailureBudget,
+  FleetRolloutInput,
+  OperationProgress,
+  RolloutCarry,
+  RolloutConcurrency,
+  RolloutPause,
+  RolloutRequest,
+  RolloutResult,
+  RolloutResume,
+  RolloutSiteNote,
+  RolloutStrategy,
+  RolloutView,
 } from '../domain/operations.ts';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
 import { progress } from './progress.ts';

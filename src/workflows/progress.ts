@@ -1,5 +1,6 @@
 import { setHandler, defineQuery } from '@temporalio/workflow';
-import { type OperationProgress, progressQuery } from '../domain/operations.ts';
+import { progressQuery } from '../domain/keys.ts';
+import type { OperationProgress } from '../domain/operations.ts';
 
 export const progress = defineQuery<OperationProgress>(progressQuery);
 

@@ -1,6 +1,7 @@
 import type { SiteInstallInput } from '../domain/operations.ts';
-import { ironicNodeName, type SitePlan } from '../domain/plan.ts';
-import { profileArtifacts } from '../domain/software-profile.ts';
+import { ironicNodeName } from '../domain/keys.ts';
+import type { SitePlan } from '../domain/plan.ts';
+import { profileArtifacts } from '../domain/profile-diff.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
 import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';

@@ -1,6 +1,7 @@
 import { workflowInfo } from '@temporalio/workflow';
 import type { SitePatchInput } from '../domain/operations.ts';
-import { kubeconfigSecretName, type HostPatchInput, type SitePlan } from '../domain/plan.ts';
+import { kubeconfigSecretName } from '../domain/keys.ts';
+import type { HostPatchInput, SitePlan } from '../domain/plan.ts';
 import { profileDiff } from '../domain/profile-diff.ts';
 import type { HostSpec } from '../domain/site.ts';
 import type { BinaryPackage } from '../domain/software-profile.ts';

@@ -1,5 +1,5 @@
 import type { SiteReconcileInput } from '../domain/operations.ts';
-import { ironicNodeName, kubeconfigSecretName } from '../domain/plan.ts';
+import { ironicNodeName, kubeconfigSecretName } from '../domain/keys.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
 import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
