@@ -44,7 +44,7 @@ async function release() {
 
 async function siteStatus(): Promise<Record<string, unknown>> {
   const r = await lab.icnctl('get', 'site', lab.site, '-o', 'json');
-  expect(r.code).toBe(0);
+  expect({ code: r.code, stderr: r.stderr }).toMatchObject({ code: 0 });
   return (JSON.parse(r.stdout) as { status: Record<string, unknown> }).status;
 }
 
@@ -137,7 +137,7 @@ describe('a 3-host site through icnctl: install, patch, upgrade, a host added an
 
   async function applyHosts(count: number): Promise<void> {
     const applied = await lab.icnctl('apply', '-f', lab.manifests(artifacts, { hostCount: count }));
-    expect(applied.code).toBe(0);
+    expect({ code: applied.code, stderr: applied.stderr }).toMatchObject({ code: 0 });
     // Changing the hosts of an installed site is all the operator does: the API starts the reconcile.
     expect(applied.stdout).toContain(`site/${lab.site}/reconcile started`);
     const followed = await lab.icnctl('status', lab.site, 'reconcile');

@@ -1,12 +1,15 @@
 /**
  * The machine's PostgreSQL 15 (Debian's), installed if missing and started with pg_ctlcluster, with a role `icn` that
- * may create databases (each test makes its own). The password is generated once into the peer's folder (mode 0600);
- * info carries the path, never the password.
+ * may create databases (each test makes its own). The role is the machine's, shared by every checkout's lab (a CI
+ * clone next to a working copy), so its password is too: generated once into a machine-wide file (mode 0600) beside
+ * the tools cache; a per-checkout password made two labs reset it under each other's feet. Info carries the path,
+ * never the password.
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
-import { join } from 'node:path';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { toolsDir } from '../tools.ts';
 import { ensureDebianPackages } from './debian.ts';
 import type { LabPeer } from './peer.ts';
 
@@ -46,8 +49,16 @@ export const postgresPeer: LabPeer<PostgresLabInfo> = {
       ctx.log(`starting PostgreSQL ${version}/${cluster}`);
       execFileSync('pg_ctlcluster', [version, cluster, 'start'], { stdio: 'pipe' });
     }
-    const passwordFile = join(ctx.dataDir, 'password');
-    if (!existsSync(passwordFile)) writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600 });
+    const passwordFile = join(dirname(toolsDir), 'lab', 'postgres-password');
+    if (!existsSync(passwordFile)) {
+      mkdirSync(dirname(passwordFile), { recursive: true, mode: 0o700 });
+      // "wx": two labs starting at once must not both write a different password.
+      try {
+        writeFileSync(passwordFile, randomBytes(18).toString('base64url'), { mode: 0o600, flag: 'wx' });
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      }
+    }
     const password = readFileSync(passwordFile, 'utf8').trim();
     // Idempotent: the role is created once, its password reset to the file's every time.
     const role = asPostgres("SELECT 1 FROM pg_roles WHERE rolname = 'icn'");
