@@ -1,5 +1,6 @@
 import type { Config } from '../domain/config.ts';
 import type { Logger } from '../observability/logger.ts';
+import { processTracing, withClientTracing } from '../observability/tracing.ts';
 import type { Store } from '../store/index.ts';
 import { connectClient } from '../temporal/connection.ts';
 import { buildApi } from './server.ts';
@@ -10,7 +11,8 @@ export async function startApi(config: Config, store: Store, logger: Logger) {
   if (config.codec.allowAnonymous)
     logger.warn('the codec endpoint decodes without a token (ICN_CODEC_ALLOW_ANONYMOUS)');
   logger.info({ database: config.store.databaseUrl ? 'postgres' : 'embedded (PGlite)' }, 'store opened');
-  const temporal = await connectClient(config);
+  const tracing = processTracing('icn-api');
+  const temporal = withClientTracing(await connectClient(config), tracing);
   const app = await buildApi({ config, temporal, store, logger });
   await app.listen({ host: config.api.host, port: config.api.port });
   return {
@@ -18,6 +20,7 @@ export async function startApi(config: Config, store: Store, logger: Logger) {
     close: async () => {
       await app.close();
       await temporal.connection.close();
+      await tracing?.flush();
     },
   };
 }

@@ -107,6 +107,8 @@ export const ConfigEnv = z.object({
   ICN_HELM_BINARY: z.string().min(1).default('helm'),
   /** The site whose task queue a site agent serves (src/worker/site-agent.ts); the global controller ignores it. */
   ICN_SITE: ResourceName.optional(),
+  /** The worker's Prometheus endpoint (/metrics on all interfaces): the SDK's worker metrics and the project's. */
+  ICN_WORKER_METRICS_PORT: port.optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -128,6 +130,8 @@ export interface Config {
   };
   helmBinary: string;
   site?: string;
+  /** Where a worker (global or site agent) serves its metrics; none without it. */
+  workerMetricsPort?: number;
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
 }
 
@@ -187,6 +191,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     },
     helmBinary: e.ICN_HELM_BINARY,
     ...(e.ICN_SITE !== undefined && { site: e.ICN_SITE }),
+    ...(e.ICN_WORKER_METRICS_PORT !== undefined && { workerMetricsPort: e.ICN_WORKER_METRICS_PORT }),
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -12,7 +12,7 @@ import { startWorker } from './run.ts';
 
 const config = parseConfig(process.env);
 const logger = createLogger({ level: config.logLevel, name: 'icn-controller' });
-installRuntimeLogger(logger);
+installRuntimeLogger(logger, config);
 
 const store = await openStore(config.store);
 const { worker, close } = await startWorker(config, store, logger);

@@ -12,7 +12,7 @@ if (!config.store.databaseUrl) {
   );
 }
 const logger = createLogger({ level: config.logLevel, name: 'icn-worker' });
-installRuntimeLogger(logger);
+installRuntimeLogger(logger, config);
 const store = await openStore(config.store);
 const { worker, close } = await startWorker(config, store, logger);
 // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once in-flight tasks are done.

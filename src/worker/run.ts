@@ -25,6 +25,9 @@ export async function startWorker(
       ...createSiteActivities(realPeers(store, { helmBinary: config.helmBinary })),
     },
   });
-  logger.info({ taskQueue: config.taskQueue, namespace: config.temporal.namespace }, 'worker started');
+  logger.info(
+    { taskQueue: config.taskQueue, namespace: config.temporal.namespace, metricsPort: config.workerMetricsPort },
+    'worker started',
+  );
   return { worker, close: () => connection.close() };
 }

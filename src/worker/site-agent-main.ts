@@ -13,7 +13,7 @@ if (!config.store.databaseUrl) {
   );
 }
 const logger = createLogger({ level: config.logLevel, name: 'icn-site-agent' }).child({ site });
-installRuntimeLogger(logger);
+installRuntimeLogger(logger, config);
 const store = await openStore(config.store);
 const { worker, close } = await startSiteAgent(config, { store, logger });
 // The SDK shuts the worker down gracefully on SIGINT/SIGTERM; run() resolves once in-flight activities are done.

@@ -1,9 +1,22 @@
 import { fileURLToPath } from 'node:url';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
+import { activityObservability } from '../observability/activity-interceptors.ts';
+import { clientInterceptors, processTracing, type Tracing, tracingWorkflowModule } from '../observability/tracing.ts';
 import type { CodecKeys } from '../temporal/codec.ts';
 import { dataConverter } from '../temporal/connection.ts';
 
 export const workflowsPath = fileURLToPath(new URL('../workflows/index.ts', import.meta.url));
+
+/** The workflow interceptor module that counts operations (src/workflows/metrics-sink.ts). */
+const operationMetricsModule = fileURLToPath(new URL('../workflows/metrics-sink.ts', import.meta.url));
+
+/**
+ * The workflow interceptor modules a workflow bundle carries: the operation metrics always, the tracing's with
+ * tracing. A prebuilt bundle (bundleWorkflowCode) needs them as `workflowInterceptorModules` for the same behaviour.
+ */
+export function workflowInterceptorModules(tracing: boolean): string[] {
+  return [operationMetricsModule, ...(tracing ? [tracingWorkflowModule] : [])];
+}
 
 export interface WorkerSetup {
   connection: NativeConnection;
@@ -19,9 +32,15 @@ export interface WorkerSetup {
    * away from the global controller and nothing is bundled.
    */
   workflows?: false;
+  /**
+   * OpenTelemetry tracing (src/observability/tracing.ts); by default the process's, from the OTEL_* environment, or
+   * none (`false`). A prebuilt bundle must carry its workflow module (workflowInterceptorModules(true)).
+   */
+  tracing?: Tracing | false;
 }
 
 export async function createWorker(setup: WorkerSetup): Promise<Worker> {
+  const tracing = setup.tracing === undefined ? processTracing('icn-worker') : setup.tracing || undefined;
   const workflows =
     setup.workflows === false
       ? {}
@@ -35,5 +54,11 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     activities: setup.activities,
     dataConverter: dataConverter(setup.codecKeys),
     ...workflows,
+    interceptors: {
+      activity: [activityObservability, ...(tracing ? [tracing.activityInterceptors] : [])],
+      ...('workflowsPath' in workflows && { workflowModules: workflowInterceptorModules(tracing !== undefined) }),
+      ...(tracing && { client: clientInterceptors(undefined, tracing) }),
+    },
+    ...(tracing && setup.workflows !== false && { sinks: tracing.sinks }),
   });
 }

@@ -39,6 +39,7 @@ import type {
   RolloutView,
 } from '../domain/operations.ts';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { SitesGauge } from './metrics-sink.ts';
 import { progress } from './progress.ts';
 import type { FleetActivities } from './rollout-activities.ts';
 import { failureLimit, msUntilWindow } from './rollout-window.ts';
@@ -116,7 +117,10 @@ const note = (list: RolloutSiteNote[], site: string, reason: string) => {
  * validated updates; progress by query; continue-as-new so that 10,000 sites are many bounded histories.
  */
 export async function fleetRollout(input: FleetRolloutInput): Promise<RolloutResult> {
-  return new Rollout(input).run();
+  const rollout = new Rollout(input);
+  return rollout.run().finally(() => {
+    rollout.reportProgress();
+  });
 }
 
 class Rollout {
@@ -140,6 +144,7 @@ class Rollout {
   private finalStep: string | undefined;
   private alarmAt: number | undefined;
   private readonly maxPendingChildren: number;
+  private readonly sitesGauge = new SitesGauge();
 
   constructor(input: FleetRolloutInput) {
     this.input = input;
@@ -269,6 +274,7 @@ class Rollout {
           if (this.wantsContinueAsNew()) return await this.continueAsNew();
         }
         const seen = this.version;
+        this.reportProgress();
         await condition(() => this.version !== seen);
       }
     } catch (err) {
@@ -547,6 +553,11 @@ class Rollout {
   private limitReached(why: string): void {
     if (this.strategy.onFailureLimit === 'stop') this.stop(why);
     else if (!this.c.paused) this.pause(why);
+  }
+
+  /** The sites by state as a metric (icn_rollout_sites). */
+  reportProgress(): void {
+    this.sitesGauge.report(this.rolloutId, this.request.operation, this.counts());
   }
 
   /** Starts no other site; the running ones finish (stopping them half-way would only add rollbacks). */
