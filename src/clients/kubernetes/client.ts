@@ -15,6 +15,11 @@ export interface ApplyOptions {
   /** Take over fields another manager owns (default true: this project is the source of truth for what it applies). */
   force?: boolean;
   fieldManager?: string;
+  /**
+   * Server-side dry run (`dryRun=All`): the API server validates and admits the object as it would store it (schema,
+   * unknown fields, admission, defaulting) and returns the result, but stores nothing.
+   */
+  dryRun?: boolean;
 }
 
 export interface ListOptions {
@@ -68,7 +73,11 @@ export class KubernetesClient {
       this.#transport.request<T>({
         method: 'PATCH',
         path: await this.#discovery.path(ref),
-        query: { fieldManager: opts.fieldManager ?? fieldManager, force },
+        query: {
+          fieldManager: opts.fieldManager ?? fieldManager,
+          force,
+          ...(opts.dryRun === true && { dryRun: 'All' }),
+        },
         // JSON is YAML: the apply content type takes either.
         contentType: 'application/apply-patch+yaml',
         body,
