@@ -172,7 +172,8 @@ export class HelmClient {
     const valuesDir = await mkdtemp(join(this.#run.homeDir, 'values-'));
     try {
       const valuesFile = join(valuesDir, 'values.yaml');
-      await writeFile(valuesFile, stringify(req.values ?? {}), { mode: 0o600, flag: 'wx' });
+      // Helm reads values as YAML 1.1, where an unquoted yes/no/on/off is a boolean: written as 1.1, such strings are quoted.
+      await writeFile(valuesFile, stringify(req.values ?? {}, { version: '1.1' }), { mode: 0o600, flag: 'wx' });
       const { stdout } = await runHelm(this.#run, {
         args: [
           'upgrade',

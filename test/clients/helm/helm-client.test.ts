@@ -132,7 +132,8 @@ describe('HelmClient against the lab Kubernetes API', () => {
       release,
       namespace,
       chart: chartV2,
-      values: { nodeName: node, config: { greeting: 'bonjour', mode: 'upgraded' } },
+      // "yes" stays a string: helm reads values as YAML 1.1, where an unquoted yes is a boolean.
+      values: { nodeName: node, config: { greeting: 'bonjour', mode: 'upgraded', answer: 'yes' } },
       wait: true,
       timeoutSeconds: 60,
     });
@@ -142,6 +143,7 @@ describe('HelmClient against the lab Kubernetes API', () => {
       chartVersion: '0.2.0',
       greeting: 'bonjour',
       mode: 'upgraded',
+      answer: 'yes',
     });
     const pod = await core.readNamespacedPod({ name: `${release}-app`, namespace });
     expect(pod.metadata?.labels?.['helm.sh/chart']).toBe('icn-test-app-0.2.0');
