@@ -109,6 +109,12 @@ export const ConfigEnv = z.object({
   ICN_SITE: ResourceName.optional(),
   /** The worker's Prometheus endpoint (/metrics on all interfaces): the SDK's worker metrics and the project's. */
   ICN_WORKER_METRICS_PORT: port.optional(),
+  /** Worker capacity (Temporal's WorkerOptions of the same names); the SDK's defaults without them. */
+  ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.coerce.number().int().positive().optional(),
+  ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.coerce.number().int().min(2).optional(),
+  ICN_WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().nonnegative().optional(),
+  ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS: z.coerce.number().int().positive().optional(),
+  ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: z.coerce.number().int().min(2).optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -132,7 +138,17 @@ export interface Config {
   site?: string;
   /** Where a worker (global or site agent) serves its metrics; none without it. */
   workerMetricsPort?: number;
+  /** Worker capacity options, only those set. */
+  workerTuning: WorkerTuning;
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
+}
+
+export interface WorkerTuning {
+  maxConcurrentActivityTaskExecutions?: number;
+  maxConcurrentWorkflowTaskExecutions?: number;
+  maxCachedWorkflows?: number;
+  maxConcurrentActivityTaskPolls?: number;
+  maxConcurrentWorkflowTaskPolls?: number;
 }
 
 export class ConfigError extends Error {
@@ -192,6 +208,15 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     helmBinary: e.ICN_HELM_BINARY,
     ...(e.ICN_SITE !== undefined && { site: e.ICN_SITE }),
     ...(e.ICN_WORKER_METRICS_PORT !== undefined && { workerMetricsPort: e.ICN_WORKER_METRICS_PORT }),
+    workerTuning: Object.fromEntries(
+      Object.entries({
+        maxConcurrentActivityTaskExecutions: e.ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS,
+        maxConcurrentWorkflowTaskExecutions: e.ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS,
+        maxCachedWorkflows: e.ICN_WORKER_MAX_CACHED_WORKFLOWS,
+        maxConcurrentActivityTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS,
+        maxConcurrentWorkflowTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS,
+      }).filter(([, v]) => v !== undefined),
+    ) as WorkerTuning,
     logLevel: e.LOG_LEVEL,
   };
 }

@@ -20,6 +20,7 @@ export async function startWorker(
     namespace: config.temporal.namespace,
     codecKeys: config.codec,
     taskQueue: config.taskQueue,
+    tuning: config.workerTuning,
     activities: {
       ...createActivities({ fetch: globalThis.fetch, probeTimeoutMs: 5000 }),
       ...createSiteActivities(realPeers(store, { helmBinary: config.helmBinary })),

@@ -58,6 +58,7 @@ export async function startSiteAgent(
       namespace: config.temporal.namespace,
       codecKeys: config.codec,
       site,
+      tuning: config.workerTuning,
       activities: createSiteLocalActivities(realPeers(opts.store, { helmBinary: config.helmBinary })),
     });
     opts.logger.info(

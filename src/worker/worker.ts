@@ -2,6 +2,7 @@ import { fileURLToPath } from 'node:url';
 import { type NativeConnection, Worker, type WorkerOptions } from '@temporalio/worker';
 import { activityObservability } from '../observability/activity-interceptors.ts';
 import { clientInterceptors, processTracing, type Tracing, tracingWorkflowModule } from '../observability/tracing.ts';
+import type { WorkerTuning } from '../domain/config.ts';
 import type { CodecKeys } from '../temporal/codec.ts';
 import { dataConverter } from '../temporal/connection.ts';
 
@@ -37,6 +38,8 @@ export interface WorkerSetup {
    * none (`false`). A prebuilt bundle must carry its workflow module (workflowInterceptorModules(true)).
    */
   tracing?: Tracing | false;
+  /** Capacity options (slots, cache, pollers); the SDK's defaults for those absent. */
+  tuning?: WorkerTuning;
 }
 
 export async function createWorker(setup: WorkerSetup): Promise<Worker> {
@@ -53,6 +56,7 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     taskQueue: setup.taskQueue,
     activities: setup.activities,
     dataConverter: dataConverter(setup.codecKeys),
+    ...setup.tuning,
     ...workflows,
     interceptors: {
       activity: [activityObservability, ...(tracing ? [tracing.activityInterceptors] : [])],

@@ -14,6 +14,20 @@ describe('parseConfig', () => {
     expect(c.taskQueue).toBe('icn-global');
   });
 
+  it('reads the worker capacity options that are set, and only those', () => {
+    const base = { ICN_CODEC_KEYS: `dev=${key}`, ICN_SECRETS_KEYS: secretsKey };
+    expect(parseConfig(base).workerTuning).toEqual({});
+    const c = parseConfig({
+      ...base,
+      ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: '2000',
+      ICN_WORKER_MAX_CACHED_WORKFLOWS: '4000',
+    });
+    expect(c.workerTuning).toEqual({ maxConcurrentActivityTaskExecutions: 2000, maxCachedWorkflows: 4000 });
+    expect(() => parseConfig({ ...base, ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: '1' })).toThrow(
+      /ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS/,
+    );
+  });
+
   it('reads tokens with scopes and a rotated key set', () => {
     const c = parseConfig({
       ICN_CODEC_KEYS: `new=${key},old=${generateCodecKey()}`,
