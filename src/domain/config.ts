@@ -216,7 +216,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
         maxConcurrentActivityTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS,
         maxConcurrentWorkflowTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS,
       }).filter(([, v]) => v !== undefined),
-    ) as WorkerTuning,
+    ),
     logLevel: e.LOG_LEVEL,
   };
 }
