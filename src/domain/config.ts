@@ -109,6 +109,8 @@ export const ConfigEnv = z.object({
   ICN_SITE: ResourceName.optional(),
   /** The worker's Prometheus endpoint (/metrics on all interfaces): the SDK's worker metrics and the project's. */
   ICN_WORKER_METRICS_PORT: port.optional(),
+  /** The worker's /healthz (200 while it polls, 503 once it stopped) for liveness and readiness probes. */
+  ICN_WORKER_HEALTH_PORT: port.optional(),
   /** Worker capacity (Temporal's WorkerOptions of the same names); the SDK's defaults without them. */
   ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS: z.coerce.number().int().positive().optional(),
   ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_EXECUTIONS: z.coerce.number().int().min(2).optional(),
@@ -138,6 +140,7 @@ export interface Config {
   site?: string;
   /** Where a worker (global or site agent) serves its metrics; none without it. */
   workerMetricsPort?: number;
+  workerHealthPort?: number;
   /** Worker capacity options, only those set. */
   workerTuning: WorkerTuning;
   logLevel: z.infer<typeof ConfigEnv>['LOG_LEVEL'];
@@ -208,6 +211,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
     helmBinary: e.ICN_HELM_BINARY,
     ...(e.ICN_SITE !== undefined && { site: e.ICN_SITE }),
     ...(e.ICN_WORKER_METRICS_PORT !== undefined && { workerMetricsPort: e.ICN_WORKER_METRICS_PORT }),
+    ...(e.ICN_WORKER_HEALTH_PORT !== undefined && { workerHealthPort: e.ICN_WORKER_HEALTH_PORT }),
     workerTuning: Object.fromEntries(
       Object.entries({
         maxConcurrentActivityTaskExecutions: e.ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS,

@@ -7,6 +7,7 @@ import { startApi } from '../api/run.ts';
 import { parseConfig } from '../domain/config.ts';
 import { createLogger } from '../observability/logger.ts';
 import { openStore } from '../store/index.ts';
+import { startWorkerHealth } from './health-server.ts';
 import { installRuntimeLogger } from './runtime-logger.ts';
 import { startWorker } from './run.ts';
 
@@ -17,9 +18,14 @@ installRuntimeLogger(logger, config);
 const store = await openStore(config.store);
 const { worker, close } = await startWorker(config, store, logger);
 const api = await startApi(config, store, logger);
+const health =
+  config.workerHealthPort === undefined
+    ? undefined
+    : await startWorkerHealth(worker, { port: config.workerHealthPort });
 
 // The SDK stops the worker on SIGINT/SIGTERM; the API and the store close after it, so in-flight activities finish.
 await worker.run();
+await health?.close();
 await api.close();
 await close();
 await store.close();

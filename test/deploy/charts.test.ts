@@ -864,7 +864,13 @@ describe('helm install into the lab API server', () => {
     expect(api.readinessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' } });
     expect(api.livenessProbe).toMatchObject({ tcpSocket: { port: 'http' } });
     const worker = podSpec(byName(global, 'Deployment', '-worker')).containers[0]!;
-    expect(worker.ports).toEqual([{ name: 'metrics', containerPort: 9464, protocol: 'TCP' }]);
+    expect(worker.ports).toEqual([
+      { name: 'health', containerPort: 8092, protocol: 'TCP' },
+      { name: 'metrics', containerPort: 9464, protocol: 'TCP' },
+    ]);
+    expect(envOf(worker, 'ICN_WORKER_HEALTH_PORT')?.value).toBe('8092');
+    expect(worker.readinessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'health' } });
+    expect(worker.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'health' } });
     expect(envOf(worker, 'ICN_WORKER_METRICS_PORT')?.value).toBe('9464');
     expect(envOf(worker, 'ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS')?.value).toBe('4000');
     expect(envOf(worker, 'ICN_API_TOKENS')).toBeUndefined();
