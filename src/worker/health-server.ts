@@ -26,6 +26,11 @@ export async function startWorkerHealth(
   return {
     server,
     port: typeof address === 'object' && address !== null ? address.port : opts.port,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+    close: () =>
+      new Promise<void>((resolve) => {
+        server.close(() => {
+          resolve();
+        });
+      }),
   };
 }
