@@ -1,0 +1,162 @@
+/**
+ * The fleet benchmark's worker, a process of its own so that its CPU and peak memory are its own: the project's
+ * workflows, the site activities over the real clients (Ironic, BPA, Kubernetes: pointed at the simulated sites by
+ * the inventory) and the PostgreSQL inventory it shares with the driver. Started by test/bench/fleet.ts; it counts
+ * the activities it completes and answers {type: 'stats'} over IPC.
+ *
+ * Worker.create rather than src/worker/worker.ts's createWorker, which takes no tuning: the options are the same plus
+ * the ones under test (ICN_BENCH_WORKER_OPTIONS, JSON).
+ */
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import pg from 'pg';
+import { NativeConnection, DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
+import { createActivities } from '../../src/activities/index.ts';
+import { createSiteActivities } from '../../src/activities/site.ts';
+import { BpaClient } from '../../src/clients/bpa/index.ts';
+import { openStore } from '../../src/store/index.ts';
+import { dataConverter } from '../../src/temporal/connection.ts';
+import { realPeers } from '../../src/worker/peers.ts';
+import { testCodecKeys } from '../support/test-codec-keys.ts';
+
+export type TunableWorkerOptions = Pick<
+  WorkerOptions,
+  | 'maxConcurrentActivityTaskExecutions'
+  | 'maxConcurrentWorkflowTaskExecutions'
+  | 'maxCachedWorkflows'
+  | 'maxConcurrentActivityTaskPolls'
+  | 'maxConcurrentWorkflowTaskPolls'
+  | 'nonStickyToStickyPollRatio'
+  | 'workflowThreadPoolSize'
+>;
+
+export interface WorkerStats {
+  type: 'stats';
+  completed: number;
+  failed: number;
+  byType: Record<string, number>;
+  maxRssMB: number;
+  cpuSeconds: number;
+  /** How late the main thread's event loop ran timers (activities, the SDK's polling): ms. */
+  eventLoopDelay: { mean: number; p99: number; max: number };
+  /** Calls to the inventory (queries, transactions) and to the BPAs: count, mean and p99 ms, pool waits included. */
+  waits: Record<string, { count: number; mean: number; p99: number }>;
+}
+
+class Latencies {
+  readonly #ms: number[] = [];
+
+  async time<T>(fn: () => Promise<T>): Promise<T> {
+    const started = performance.now();
+    try {
+      return await fn();
+    } finally {
+      this.#ms.push(performance.now() - started);
+    }
+  }
+
+  summary(): { count: number; mean: number; p99: number } {
+    const sorted = this.#ms.splice(0).sort((a, b) => a - b);
+    const mean = sorted.reduce((t, v) => t + v, 0) / Math.max(1, sorted.length);
+    const p99 = sorted[Math.floor(sorted.length * 0.99)] ?? 0;
+    return { count: sorted.length, mean: Math.round(mean * 10) / 10, p99: Math.round(p99) };
+  }
+}
+
+function env(name: string): string {
+  const value = process.env[name];
+  if (value === undefined || value === '') throw new Error(`${name} is not set (started by test/bench/fleet.ts)`);
+  return value;
+}
+
+Runtime.install({ logger: new DefaultLogger('ERROR') });
+const poolSize = process.env.ICN_BENCH_PG_POOL;
+if (poolSize !== undefined) {
+  // An experiment, not a setting: the store's pool has a fixed size (src/store/sql.ts); this sizes the pools it makes.
+  const Pool = pg.Pool;
+  pg.Pool = class extends Pool {
+    constructor(config?: pg.PoolConfig) {
+      super({ ...config, max: Number(poolSize) });
+    }
+  };
+}
+const tuning = JSON.parse(process.env.ICN_BENCH_WORKER_OPTIONS ?? '{}') as TunableWorkerOptions;
+const pollMs = process.env.ICN_BENCH_BPA_POLL_MS;
+const store = await openStore({
+  databaseUrl: env('ICN_BENCH_DATABASE_URL'),
+  dataDir: undefined,
+  artifactDir: env('ICN_BENCH_ARTIFACT_DIR'),
+  maxArtifactBytes: 64 * 2 ** 20,
+  secretKeys: testCodecKeys,
+});
+/** Time spent waiting on the inventory and on the BPAs, as the activities see it: where a host's time goes. */
+const waits = { sql: new Latencies(), transaction: new Latencies(), bpa: new Latencies() };
+const sql = { ...store.sql };
+store.sql.query = async (...args) => waits.sql.time(() => sql.query(...args));
+store.sql.transaction = async (fn) => waits.transaction.time(() => sql.transaction(fn));
+const timedFetch: typeof fetch = (input, init) => waits.bpa.time(() => fetch(input, init));
+const peers = {
+  ...realPeers(store, { helmBinary: 'helm' }),
+  bpa: (url: string, token: string) => new BpaClient({ url, token, fetch: timedFetch }),
+};
+const activities: Record<string, unknown> = {
+  ...createActivities({ fetch: globalThis.fetch, probeTimeoutMs: 5000 }),
+  ...createSiteActivities({ ...peers, ...(pollMs !== undefined && { bpaPollIntervalMs: Number(pollMs) }) }),
+};
+
+const stats = { completed: 0, failed: 0, byType: {} as Record<string, number> };
+const loopDelay = monitorEventLoopDelay({ resolution: 10 });
+loopDelay.enable();
+const counted = Object.fromEntries(
+  Object.entries(activities).map(([name, fn]) => [
+    name,
+    async (...args: unknown[]) => {
+      try {
+        const result = await (fn as (...a: unknown[]) => Promise<unknown>)(...args);
+        stats.completed++;
+        stats.byType[name] = (stats.byType[name] ?? 0) + 1;
+        return result;
+      } catch (err) {
+        stats.failed++;
+        throw err;
+      }
+    },
+  ]),
+);
+
+const connection = await NativeConnection.connect({ address: env('ICN_BENCH_TEMPORAL_ADDRESS') });
+const worker = await Worker.create({
+  connection,
+  namespace: env('ICN_BENCH_NAMESPACE'),
+  taskQueue: env('ICN_BENCH_TASK_QUEUE'),
+  activities: counted,
+  dataConverter: dataConverter(testCodecKeys),
+  workflowBundle: { codePath: env('ICN_BENCH_WORKFLOW_BUNDLE') },
+  ...tuning,
+});
+
+process.on('message', (message: { type?: string }) => {
+  if (message.type === 'stats') {
+    const usage = process.resourceUsage();
+    process.send?.({
+      type: 'stats',
+      ...stats,
+      maxRssMB: Math.round(usage.maxRSS / 1024),
+      cpuSeconds: (usage.userCPUTime + usage.systemCPUTime) / 1e6,
+      eventLoopDelay: {
+        mean: Math.round(loopDelay.mean / 1e6),
+        p99: Math.round(loopDelay.percentile(99) / 1e6),
+        max: Math.round(loopDelay.max / 1e6),
+      },
+      waits: Object.fromEntries(Object.entries(waits).map(([k, v]) => [k, v.summary()])),
+    } satisfies WorkerStats);
+    loopDelay.reset();
+  } else if (message.type === 'stop') {
+    worker.shutdown();
+  }
+});
+const running = worker.run();
+process.send?.({ type: 'ready' });
+await running;
+await connection.close();
+await store.close();
+if (process.connected) process.disconnect();

@@ -1,0 +1,59 @@
+/** What /proc says of a process and of the machine: CPU time and memory, for the benchmarks' reports. */
+import { readdirSync, readFileSync } from 'node:fs';
+
+/** utime + stime of a process, in seconds (0 once it is gone). */
+export function cpuSeconds(pid: number): number {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(fields[11]) + Number(fields[12])) / 100;
+  } catch {
+    return 0;
+  }
+}
+
+/** CPU time the whole machine spent, every process included (other people's too), in seconds. */
+export function machineBusySeconds(): number {
+  const fields = (readFileSync('/proc/stat', 'utf8').split('\n')[0] ?? '').split(/\s+/).slice(1).map(Number);
+  const idle = (fields[3] ?? 0) + (fields[4] ?? 0);
+  return (fields.reduce((x, y) => x + y, 0) - idle) / 100;
+}
+
+function statusKb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+) kB`, 'm').exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return Number(m?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+export const rssMB = (pid: number): number => Math.round(statusKb(pid, 'VmRSS') / 1024);
+/** The process's peak resident memory since it started (VmHWM). */
+export const peakRssMB = (pid: number): number => Math.round(statusKb(pid, 'VmHWM') / 1024);
+
+/** The 1-minute load average. */
+export function loadAverage(): number {
+  return Number(readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
+}
+
+/** The pids of the processes whose argv matches (PostgreSQL backends show their database in argv[0]). */
+export function findProcesses(match: (argv: string[]) => boolean): number[] {
+  const found: number[] = [];
+  for (const entry of readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    let argv: string[];
+    try {
+      argv = readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0');
+    } catch {
+      continue;
+    }
+    if (match(argv)) found.push(Number(entry));
+  }
+  return found;
+}
+
+/** The pid of the process whose argv matches, e.g. the dev server listening on a port; undefined if none. */
+export function findProcess(match: (argv: string[]) => boolean): number | undefined {
+  return findProcesses(match)[0];
+}
