@@ -51,6 +51,11 @@ interface Scenario {
   hostsPerSite: number;
   maxConcurrency: number;
   hostStepSeconds: number;
+  /**
+   * BPA polls per host step (bpaPollIntervalMs = step / this): fewer cost less CPU, more notice a job's end sooner
+   * (on average half an interval after it). A whole number and a half, so that every job ends mid-interval.
+   */
+  pollsPerStep?: number;
 }
 
 /**
@@ -60,7 +65,8 @@ interface Scenario {
  * together), and short enough that the whole run takes about half an hour.
  */
 const scenarios: Scenario[] = [
-  { name: '100x10', sites: 100, hostsPerSite: 10, maxConcurrency: 100, hostStepSeconds: 15 },
+  // CPU to spare: polls often enough that noticing a job's end costs under 1% of the step.
+  { name: '100x10', sites: 100, hostsPerSite: 10, maxConcurrency: 100, hostStepSeconds: 15, pollsPerStep: 60.5 },
   { name: '1000x10', sites: 1000, hostsPerSite: 10, maxConcurrency: 1000, hostStepSeconds: 40 },
   { name: '10000x3', sites: 10_000, hostsPerSite: 3, maxConcurrency: 10_000, hostStepSeconds: 60 },
   { name: '100x10-c20', sites: 100, hostsPerSite: 10, maxConcurrency: 20, hostStepSeconds: 4 },
@@ -77,9 +83,10 @@ const program = new Command()
   .option('--step <seconds>', 'hostStepSeconds for every scenario run')
   .option(
     '--bpa-poll-ms <ms>',
-    "the BPM's poll interval of a BPA job (bpaPollIntervalMs); default: a 17th of the host step, about 17 polls a host " +
-      'as production has with its 2 s default and steps of half a minute, and a prime ratio so that polls do not fall ' +
-      'in step with the simulated jobs',
+    "the BPM's poll interval of a BPA job (bpaPollIntervalMs); default: the host step / 20.5 (or the scenario's own " +
+      'pollsPerStep), about 20 polls a host as production makes with its 2 s default and steps of 40 s; the half poll ' +
+      'puts every job end mid-interval, so each host pays the average wait of a real, unsynchronised job (half an ' +
+      'interval) instead of a lucky or unlucky phase',
   )
   .option('--activity-slots <n>', 'maxConcurrentActivityTaskExecutions', '4000')
   .option('--workflow-slots <n>', 'maxConcurrentWorkflowTaskExecutions', '100')
@@ -164,7 +171,7 @@ const serverConfig = opts.serverConfig.length > 0 || opts.sdkDefaults ? opts.ser
 /** The BPM's poll interval for a scenario; undefined: the BPM's own default. */
 function bpaPollMs(s: Scenario): number | undefined {
   if (opts.bpaPollMs !== undefined) return Number(opts.bpaPollMs);
-  return opts.sdkDefaults ? undefined : Math.round((s.hostStepSeconds * 1000) / 17);
+  return opts.sdkDefaults ? undefined : Math.round((s.hostStepSeconds * 1000) / (s.pollsPerStep ?? 20.5));
 }
 
 /** Exactly the shape issue 8 asks for. */
@@ -257,6 +264,16 @@ interface Child {
   exited: Promise<void>;
 }
 
+/** What an interrupted run must not leave behind: the worker, the simulation, the dev server. */
+const live = { children: new Set<Child>(), server: undefined as number | undefined };
+for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+  process.once(signal, () => {
+    for (const c of live.children) c.process.kill('SIGKILL');
+    if (live.server !== undefined) process.kill(live.server, 'SIGKILL');
+    process.exit(130);
+  });
+}
+
 function child(args: string[], env: Record<string, string>, ipc: boolean): Child {
   const proc = spawn(process.execPath, args, {
     env: { ...process.env, ...env },
@@ -264,10 +281,13 @@ function child(args: string[], env: Record<string, string>, ipc: boolean): Child
   });
   const exited = new Promise<void>((resolve) => {
     proc.once('exit', () => {
+      live.children.delete(c);
       resolve();
     });
   });
-  return { process: proc, pid: proc.pid ?? 0, exited };
+  const c: Child = { process: proc, pid: proc.pid ?? 0, exited };
+  live.children.add(c);
+  return c;
 }
 
 async function stop(c: Child): Promise<void> {
@@ -428,11 +448,18 @@ async function runScenario(
   );
   const criticalPathSeconds = s.hostsPerSite * s.hostStepSeconds;
   const idealSeconds = Math.ceil(s.sites / s.maxConcurrency) * criticalPathSeconds;
-  const [{ env, pid: serverPid }, store, sim] = await Promise.all([
-    startServer(),
-    openTestStore('postgres'),
-    startSim(),
-  ]);
+  const [server, opened, simulation] = await Promise.allSettled([startServer(), openTestStore('postgres'), startSim()]);
+  if (server.status === 'rejected' || opened.status === 'rejected' || simulation.status === 'rejected') {
+    if (server.status === 'fulfilled') await server.value.env.teardown();
+    if (opened.status === 'fulfilled') await opened.value.close();
+    if (simulation.status === 'fulfilled') await stop(simulation.value);
+    const failed = [server, opened, simulation].find((r) => r.status === 'rejected');
+    throw failed?.reason;
+  }
+  const { env, pid: serverPid } = server.value;
+  const store = opened.value;
+  const sim = simulation.value;
+  live.server = serverPid;
   let worker: Child | undefined;
   try {
     const layout = simLayout(s.hostsPerSite);
@@ -639,6 +666,7 @@ async function runScenario(
     }
     await stop(sim);
     await env.teardown();
+    live.server = undefined;
     await store.close();
   }
 }
@@ -654,7 +682,7 @@ const bundle = await bundleWorkflowCode({
 writeFileSync(bundlePath, bundle.code);
 console.log(
   `fleet benchmark: ${selected.map((s) => s.name).join(', ')}; worker ${JSON.stringify(workerTuning)}, ` +
-    `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'a 17th of the host step')}, ` +
+    `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
     `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(opts.serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
     `PostgreSQL pool ${opts.pgPool ?? "the store's"}, ` +
