@@ -253,10 +253,15 @@ describe('fleetRollout', () => {
     );
     await handle.executeUpdate(resumeUpdate, { args: [{}] });
     expect(await updateRejection(() => handle.executeUpdate(resumeUpdate, { args: [{}] }))).toContain('not paused');
+    // A child counts as running once its start is asked for, and shows "running" once the server said it started:
+    // under load the two can be a moment apart, so the wait is for both.
     const hanging = await waitFor(
       'the hanging sites',
       progressOf(handle),
-      (p) => p.counts.running === 2 && p.counts.succeeded === 3,
+      (p) =>
+        p.counts.running === 2 &&
+        p.counts.succeeded === 3 &&
+        Object.values(p.items).filter((i) => i.state === 'running').length === 2,
     );
     expect(Object.keys(hanging.items).filter((s) => hanging.items[s]?.state === 'running')).toEqual([
       'pc-4-hang',
