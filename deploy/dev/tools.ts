@@ -4,7 +4,17 @@
  * place only when complete: an interrupted build never leaves a half tool behind.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  cpSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 
@@ -274,7 +284,52 @@ export const helm: GoTool = {
 };
 // ---- end of Helm ----
 
-export const allTools: GoTool[] = [temporalCli, kubeApiserver, kwok, etcd, helm];
+// ---- Temporal server on PostgreSQL (issue 9) ----
+
+const temporalServerVersion = 'v1.32.1';
+
+/**
+ * The Temporal server itself (every service in one process, SQL plugins for PostgreSQL, MySQL and SQLite linked in) and
+ * its schema tool, both from the server module. v1.32.1 is the newest tag whose go.mod has no replace directive and
+ * needs no Go newer than 1.26.8 (v1.32.2 asks for 1.26.10, which would make Go fetch another toolchain). The schema
+ * files are embedded in temporal-sql-tool (`--schema-name postgresql/v12/temporal`); they are copied beside the
+ * binaries too, so an operator can read what the tool applies. The version ldflag is not needed: the server reports
+ * the version compiled into go.temporal.io/server/common/headers.
+ */
+export const temporalServer: GoTool = {
+  name: 'temporal-server',
+  version: temporalServerVersion,
+  binaries: ['temporal-server', 'temporal-sql-tool'],
+  build: (outDir, env) => {
+    const module = `go.temporal.io/server@${temporalServerVersion}`;
+    const binDir = join(outDir, 'bin');
+    mkdirSync(binDir, { recursive: true });
+    const at = { env: { ...env, GOBIN: binDir } };
+    go(['install', '-trimpath', '-ldflags=-s -w', `go.temporal.io/server/cmd/server@${temporalServerVersion}`], at);
+    go(['install', '-trimpath', '-ldflags=-s -w', `go.temporal.io/server/cmd/tools/sql@${temporalServerVersion}`], at);
+    renameSync(join(binDir, 'server'), join(outDir, 'temporal-server'));
+    renameSync(join(binDir, 'sql'), join(outDir, 'temporal-sql-tool'));
+    rmSync(binDir, { recursive: true, force: true });
+    const download = JSON.parse(go(['mod', 'download', '-json', module], { env })) as { Dir: string };
+    cpSync(join(download.Dir, 'schema', 'postgresql'), join(outDir, 'schema', 'postgresql'), { recursive: true });
+    // Files from the module cache are read-only; the copy must be removable like the rest of the cache.
+    chmodTree(join(outDir, 'schema'));
+  },
+};
+
+function chmodTree(path: string): void {
+  for (const entry of readdirSync(path, { withFileTypes: true })) {
+    const full = join(path, entry.name);
+    if (entry.isDirectory()) {
+      chmodSync(full, 0o755);
+      chmodTree(full);
+    } else chmodSync(full, 0o644);
+  }
+  chmodSync(path, 0o755);
+}
+// ---- end of Temporal server ----
+
+export const allTools: GoTool[] = [temporalCli, kubeApiserver, kwok, etcd, helm, temporalServer];
 
 // `npm run tools` builds whatever the cache lacks.
 // `npm run tools [name...]` builds whatever the cache lacks (all tools, or the ones named).
