@@ -7,10 +7,14 @@ import { type Client, WorkflowNotFoundError } from '@temporalio/client';
 import {
   type OperationType,
   type RolloutSelector,
+  type RolloutSiteEnded,
   type RolloutSiteNote,
   siteOperationId,
   SiteOperationType,
+  workflowTypes,
 } from '../domain/operations.ts';
+import { rolloutSiteEndedSignal } from '../domain/keys.ts';
+import { rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
 import type { Labels } from '../domain/meta.ts';
 import type { Store } from '../store/index.ts';
 import type { StoredObject } from '../store/resources.ts';
@@ -98,5 +102,39 @@ export function createFleetActivities(deps: FleetActivityDeps) {
       });
       return busy;
     },
+
+    ...createRolloutReportActivities(temporal),
   } satisfies FleetActivities;
+}
+
+/** How a rollout hears of its sites' ends: their reports, and a look for those that closed without one. */
+export function createRolloutReportActivities(
+  temporal: () => Client = () => Context.current().client,
+): Pick<FleetActivities, 'reportSiteOutcome' | 'findUnreportedSites'> {
+  return {
+    async reportSiteOutcome(input: { rollout: string; ended: RolloutSiteEnded }): Promise<void> {
+      try {
+        await temporal().workflow.getHandle(input.rollout).signal(rolloutSiteEndedSignal, input.ended);
+      } catch (err) {
+        // A rollout that ended (cancelled, terminated) no longer waits for anyone.
+        if (err instanceof WorkflowNotFoundError) return;
+        throw err;
+      }
+    },
+
+    async findUnreportedSites(input: { rolloutId: string; operation: OperationType }): Promise<RolloutSiteEnded[]> {
+      const type = workflowTypes[input.operation];
+      const query =
+        `WorkflowType = '${type}' AND ${rolloutAttribute.name} = '${input.rolloutId.replaceAll("'", '')}' ` +
+        `AND ExecutionStatus IN ('Terminated', 'TimedOut')`;
+      const ended: RolloutSiteEnded[] = [];
+      for await (const wf of temporal().workflow.list({ query })) {
+        const site = wf.typedSearchAttributes.get(siteAttribute);
+        if (site === undefined) continue;
+        const how = wf.status.name === 'TERMINATED' ? 'terminated' : 'timed out by the server';
+        ended.push({ site, outcome: 'failed', reason: `${wf.workflowId} was ${how}` });
+      }
+      return ended;
+    },
+  };
 }

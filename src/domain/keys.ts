@@ -21,6 +21,11 @@ export function siteOperationId(site: string, operation: SiteOperationName): str
 }
 
 export const progressQuery = 'progress';
+/**
+ * A site operation started by a rollout tells the rollout how it ended, by this signal to the rollout's workflow id:
+ * the rollout continues as new without waiting for its sites, and a later run learns of them only this way.
+ */
+export const rolloutSiteEndedSignal = 'rolloutSiteEnded';
 export const pauseSignal = 'pause';
 export const resumeSignal = 'resume';
 

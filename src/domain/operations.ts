@@ -147,14 +147,24 @@ export type ScheduleRequest = z.infer<typeof ScheduleRequest>;
 
 export { siteOperationId, workflowTypes } from './keys.ts';
 
-export const SiteInstallInput = InstallRequest.extend({ site: ResourceName });
+/** Set by a rollout on the site operations it starts: the workflow id its outcome is signalled to. */
+const rolloutMember = { rollout: z.string().optional() };
+
+export const SiteInstallInput = InstallRequest.extend({ site: ResourceName, ...rolloutMember });
 export type SiteInstallInput = z.infer<typeof SiteInstallInput>;
-export const SitePatchInput = PatchRequest.extend({ site: ResourceName });
+export const SitePatchInput = PatchRequest.extend({ site: ResourceName, ...rolloutMember });
 export type SitePatchInput = z.infer<typeof SitePatchInput>;
-export const SiteUpgradeInput = UpgradeRequest.extend({ site: ResourceName });
+export const SiteUpgradeInput = UpgradeRequest.extend({ site: ResourceName, ...rolloutMember });
 export type SiteUpgradeInput = z.infer<typeof SiteUpgradeInput>;
 export const SiteReconcileInput = z.strictObject({ site: ResourceName });
 export type SiteReconcileInput = z.infer<typeof SiteReconcileInput>;
+
+/** How a site operation a rollout started ended, as it signals the rollout (rolloutSiteEndedSignal). */
+export interface RolloutSiteEnded {
+  site: string;
+  outcome: 'succeeded' | 'failed' | 'cancelled';
+  reason?: string;
+}
 
 /** A site and why it is reported: the reason it failed, what it was busy with, why it was skipped. */
 export interface RolloutSiteNote {
@@ -192,18 +202,23 @@ export interface RolloutCarry {
   paused: boolean;
   pauseReason?: string;
   maxConcurrency: number;
+  /**
+   * Sites started by earlier runs and still running, as [site, started at (epoch ms, workflow time), timed out]: a run
+   * continues as new without waiting for its sites, which then report to whichever run is current.
+   */
+  inFlight?: [string, number, boolean][];
 }
 
 export interface FleetRolloutInput {
   rolloutId: string;
   request: RolloutRequest;
   /**
-   * The Temporal server's per-workflow limit on child workflows in flight (its dynamic config
-   * limit.numPendingChildExecutions.error, 2,000 by default): no more sites than this run at once, whatever
-   * maxConcurrency says, since the server refuses the next child and the rollout would be stuck. A cluster that
-   * raised it says so here (at most 10,000).
+   * maxPendingChildren: the Temporal server's per-workflow limit on child workflows in flight (its dynamic config
+   * limit.numPendingChildExecutions.error, 2,000 by default): one run starts no more sites than this, and continues
+   * as new to start more (a cluster that raised it says so here, at most 10,000). unreportedSweepSeconds: how often
+   * a run looks for sites of earlier runs that closed without reporting (terminated), 300 by default.
    */
-  limits?: { maxPendingChildren?: number };
+  limits?: { maxPendingChildren?: number; unreportedSweepSeconds?: number };
   /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
   carry?: RolloutCarry;
 }

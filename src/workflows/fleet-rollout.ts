@@ -7,6 +7,7 @@ import {
   defineQuery,
   defineSignal,
   defineUpdate,
+  getExternalWorkflowHandle,
   isCancellation,
   makeContinueAsNewFunc,
   ParentClosePolicy,
@@ -20,6 +21,7 @@ import {
   pauseSignal,
   resumeSignal,
   rolloutQuery,
+  rolloutSiteEndedSignal,
   rolloutUpdates,
   siteOperationId,
   workflowTypes,
@@ -34,6 +36,7 @@ import type {
   RolloutRequest,
   RolloutResult,
   RolloutResume,
+  RolloutSiteEnded,
   RolloutSiteNote,
   RolloutStrategy,
   RolloutView,
@@ -54,16 +57,18 @@ export const rolloutView = defineQuery<RolloutView>(rolloutQuery);
 // The API sent these before updates existed; a rollout still honours them where they make sense.
 const pauseSignalDef = defineSignal(pauseSignal);
 const resumeSignalDef = defineSignal(resumeSignal);
+export const siteEndedSignal = defineSignal<[RolloutSiteEnded]>(rolloutSiteEndedSignal);
 
 /**
- * A run's history grows by three to four events per site (child initiated, started, closed, and a share of workflow
- * tasks; two more with a site timeout). A run starts twice its window of sites, at least 1,000 and at most 10,000,
- * then lets its children finish and continues as new: about 35,000 events at the very most, under Temporal's hard
- * limit of 51,200, whatever the fleet's size. Twice the window, so that the drain before continuing (the slowest site
- * of the last window) is paid once per two windows at most, and a window is never cut short.
+ * A run's history grows by four to five events per site (child initiated, started, its end signalled, closed if the
+ * run still lives, and a share of workflow tasks; two more with a site timeout). A run continues as new when the
+ * server suggests it (a few thousand events) or past this many, without waiting for its sites: they report their
+ * end to whichever run is current, so the window stays full across runs and no history nears Temporal's hard limit
+ * of 51,200 events, whatever the fleet's size.
  */
-const minStartsPerRun = 1000;
-const maxStartsPerRun = 10_000;
+const maxEventsPerRun = 20_000;
+/** How often a run asks which of the sites earlier runs started closed without reporting (terminated, timed out). */
+const defaultSweepSeconds = 300;
 /** The server's default limit on a workflow's pending children (limit.numPendingChildExecutions.error). */
 const defaultMaxPendingChildren = 2000;
 const pageSize = 1000;
@@ -85,9 +90,12 @@ type Outcome =
   | { kind: 'cancelled' };
 
 interface RunningSite {
-  scope: CancellationScope;
+  /** This run's child: its scope cancels it. Absent for a site an earlier run started (cancelled by its id). */
+  scope?: CancellationScope;
   started: boolean;
   timedOut: boolean;
+  /** Workflow time, epoch ms: a site's timeout counts from here across runs. */
+  startedAt: number;
 }
 
 /** Thrown by update validators: the API answers 409 for the first type, 422 for the second. */
@@ -137,6 +145,12 @@ class Rollout {
   private readonly cancelledSites: string[] = [];
   private resolved: boolean;
   private startedThisRun = 0;
+  /** This run's children not yet closed: what the server counts against its limit on pending children. */
+  private ownOpen = 0;
+  /** Children whose start this run has asked for and not yet heard of: a run continues as new only without any. */
+  private starting = 0;
+  private sweepAt: number;
+  private readonly sweepMs: number;
   /** Bumped by every change the main loop may act on; the loop sleeps until it moves. */
   private version = 0;
   private stopping: string | undefined;
@@ -155,6 +169,8 @@ class Rollout {
     this.resolved = input.carry !== undefined;
     const limit = input.limits?.maxPendingChildren ?? defaultMaxPendingChildren;
     this.maxPendingChildren = Math.min(Math.max(Math.trunc(limit), 1), 10_000);
+    this.sweepMs = Math.max(input.limits?.unreportedSweepSeconds ?? defaultSweepSeconds, 1) * 1000;
+    this.sweepAt = Date.now() + this.sweepMs;
     this.c = input.carry ?? {
       run: 1,
       total: 0,
@@ -174,6 +190,13 @@ class Rollout {
       maxConcurrency: this.strategy.maxConcurrency,
     };
     this.canarySet = new Set(this.c.canaries);
+    // Before the handlers: reports that reached the new run before its first task are delivered as they are set.
+    for (const [site, startedAt, timedOut] of this.c.inFlight ?? []) {
+      const entry: RunningSite = { started: true, timedOut, startedAt };
+      this.running.set(site, entry);
+      this.armCarriedTimeout(site, entry);
+    }
+    delete this.c.inFlight;
     this.setHandlers();
   }
 
@@ -257,6 +280,15 @@ class Rollout {
     setHandler(resumeSignalDef, () => {
       if (this.c.paused) this.resume(undefined);
     });
+    setHandler(siteEndedSignal, ({ site, outcome, reason }) => {
+      const entry = this.running.get(site);
+      // A site this run does not count as running: its end is known already (its child's result came first).
+      if (!entry) return;
+      if (outcome === 'succeeded') this.ended(site, { kind: 'succeeded' });
+      else if (entry.timedOut) this.ended(site, this.timedOutOutcome());
+      else if (outcome === 'cancelled') this.ended(site, { kind: 'cancelled' });
+      else this.ended(site, { kind: 'failed', reason: reason ?? 'failed', timedOut: false });
+    });
   }
 
   async run(): Promise<RolloutResult> {
@@ -269,9 +301,14 @@ class Rollout {
           await this.checkBusy(unchecked);
           continue;
         }
-        if (this.running.size === 0) {
-          if (this.stopping !== undefined || this.c.pending.length === 0) break;
-          if (this.wantsContinueAsNew()) return await this.continueAsNew();
+        if (this.running.size === 0 && (this.stopping !== undefined || this.c.pending.length === 0)) break;
+        if (this.starting === 0 && this.wantsContinueAsNew()) return await this.continueAsNew();
+        if (this.hasCarried()) {
+          if (Date.now() >= this.sweepAt) {
+            await this.sweepUnreported();
+            continue;
+          }
+          this.alarm(this.sweepAt);
         }
         const seen = this.version;
         this.reportProgress();
@@ -394,7 +431,12 @@ class Rollout {
     let soonest = Infinity;
     let blocked = 0;
     let i = 0;
-    while (this.running.size < this.window() && !this.wantsContinueAsNew() && i < this.c.pending.length) {
+    while (
+      this.running.size < this.window() &&
+      this.ownOpen < this.maxPendingChildren &&
+      !this.wantsContinueAsNew() &&
+      i < this.c.pending.length
+    ) {
       const entry = this.c.pending[i];
       if (!entry) break;
       const [site, zone] = entry;
@@ -446,31 +488,83 @@ class Rollout {
   }
 
   private start(site: string): void {
-    const entry: RunningSite = { scope: new CancellationScope(), started: false, timedOut: false };
+    const scope = new CancellationScope();
+    const entry: RunningSite = { scope, started: false, timedOut: false, startedAt: Date.now() };
     this.running.set(site, entry);
     this.clearedAt.delete(site);
     this.startedThisRun++;
+    this.ownOpen++;
+    this.starting++;
     this.version++;
-    void entry.scope
+    void scope
       .run(() => this.operate(site, entry))
       .then(
-        () => {
-          this.ended(site, { kind: 'succeeded' });
-        },
-        (err: unknown) => {
-          this.ended(site, this.outcomeOf(err, entry));
-        },
-      );
+        () => ({ kind: 'succeeded' }) as const,
+        (err: unknown) => this.outcomeOf(err, entry),
+      )
+      .then((outcome) => {
+        // Its report usually came first (a site reports, then closes): counted once.
+        if (this.running.get(site) === entry) this.ended(site, outcome);
+      })
+      .finally(() => {
+        if (!entry.started) this.starting--;
+        this.ownOpen--;
+        this.version++;
+      });
+  }
+
+  private hasCarried(): boolean {
+    for (const entry of this.running.values()) if (entry.scope === undefined) return true;
+    return false;
+  }
+
+  /** A site an earlier run started is cancelled by its workflow id once its timeout passes. */
+  private armCarriedTimeout(site: string, entry: RunningSite): void {
+    const seconds = this.strategy.siteTimeoutSeconds;
+    if (seconds === undefined || entry.timedOut) return;
+    void sleep(Math.max(entry.startedAt + seconds * 1000 - Date.now(), 1)).then(async () => {
+      if (this.running.get(site) !== entry) return;
+      entry.timedOut = true;
+      this.version++;
+      await this.cancelCarried(site);
+    });
+  }
+
+  private async cancelCarried(site: string): Promise<void> {
+    const id = siteOperationId(site, this.request.operation);
+    // A site that closed meanwhile has nothing to cancel; its report is on its way.
+    await getExternalWorkflowHandle(id)
+      .cancel()
+      .catch(() => undefined);
+  }
+
+  /** Sites earlier runs started that closed without a word (terminated, timed out by the server) end here. */
+  private async sweepUnreported(): Promise<void> {
+    const unreported = await fleet.findUnreportedSites({
+      rolloutId: this.rolloutId,
+      operation: this.request.operation,
+    });
+    for (const { site, reason } of unreported) {
+      const entry = this.running.get(site);
+      if (entry && entry.scope === undefined) {
+        this.ended(site, { kind: 'failed', reason: reason ?? 'closed without reporting', timedOut: false });
+      }
+    }
+    this.sweepAt = Date.now() + this.sweepMs;
+  }
+
+  private timedOutOutcome(): Outcome {
+    return { kind: 'failed', reason: `timed out after ${this.strategy.siteTimeoutSeconds ?? 0} s`, timedOut: true };
   }
 
   private async operate(site: string, entry: RunningSite): Promise<void> {
     const operation = this.request.operation;
     const child = await startChild(workflowTypes[operation], {
       workflowId: siteOperationId(site, operation),
-      args: [this.childInput(site)],
-      // A cancelled rollout cancels its running sites (they compensate); so does one that closes otherwise. That is
-      // also why a run waits for its children before continuing as new: closing the run would cancel them.
-      parentClosePolicy: ParentClosePolicy.REQUEST_CANCEL,
+      args: [{ ...this.childInput(site), rollout: workflowInfo().workflowId }],
+      // A run continues as new while its sites run on: they report their end to the rollout's current run. A
+      // cancelled rollout cancels them itself (they compensate); a terminated one leaves them to finish.
+      parentClosePolicy: ParentClosePolicy.ABANDON,
       workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       typedSearchAttributes: [
         { key: siteAttribute, value: site },
@@ -479,6 +573,7 @@ class Rollout {
       ],
     });
     entry.started = true;
+    this.starting--;
     this.version++;
     const seconds = this.strategy.siteTimeoutSeconds;
     if (seconds === undefined) {
@@ -491,7 +586,7 @@ class Rollout {
       .then(
         () => {
           entry.timedOut = true;
-          entry.scope.cancel();
+          entry.scope?.cancel();
         },
         () => undefined,
       );
@@ -506,9 +601,7 @@ class Rollout {
     if (err instanceof WorkflowExecutionAlreadyStartedError) {
       return { kind: 'busy', reason: `${err.workflowId} is already running` };
     }
-    if (entry.timedOut) {
-      return { kind: 'failed', reason: `timed out after ${this.strategy.siteTimeoutSeconds ?? 0} s`, timedOut: true };
-    }
+    if (entry.timedOut) return this.timedOutOutcome();
     if (isCancellation(err)) return { kind: 'cancelled' };
     return { kind: 'failed', reason: innermostMessage(err), timedOut: false };
   }
@@ -594,19 +687,22 @@ class Rollout {
     );
   }
 
-  /** Sites that may run at once: what the operator set, within what the server allows. */
+  /** Sites that may run at once: what the operator set (across runs; one run's own children stay under the limit). */
   private window(): number {
-    return Math.min(this.c.maxConcurrency, this.maxPendingChildren);
+    return this.c.maxConcurrency;
   }
 
   private wantsContinueAsNew(): boolean {
-    const window = this.window();
-    const startsPerRun = Math.min(Math.max(2 * window, minStartsPerRun), maxStartsPerRun);
-    // The server's suggestion comes at a few thousand events; followed before a whole window has started, it would
-    // cap the rollout's concurrency below what the operator asked for.
+    const info = workflowInfo();
+    if (info.continueAsNewSuggested || info.historyLength > maxEventsPerRun) return true;
+    // At the server's limit on this run's pending children, a new run is what lets the next sites start.
     return (
-      this.startedThisRun >= startsPerRun ||
-      (this.startedThisRun >= Math.max(window, minStartsPerRun) && workflowInfo().continueAsNewSuggested)
+      this.ownOpen >= this.maxPendingChildren &&
+      this.c.pending.length > 0 &&
+      this.running.size < this.window() &&
+      !this.c.paused &&
+      this.stopping === undefined &&
+      (this.c.gate === 'open' || this.c.gate === 'canary')
     );
   }
 
@@ -621,13 +717,22 @@ class Rollout {
       rolloutId: this.input.rolloutId,
       request: this.request,
       ...(this.input.limits && { limits: this.input.limits }),
-      carry: { ...this.c, run: this.c.run + 1 },
+      carry: {
+        ...this.c,
+        run: this.c.run + 1,
+        inFlight: [...this.running].map(([site, e]): [string, number, boolean] => [site, e.startedAt, e.timedOut]),
+      },
     });
   }
 
-  /** The rollout was cancelled: its running sites were asked to cancel with it; wait until they have. */
+  /**
+   * The rollout was cancelled: this run's sites were asked to cancel with it (their scopes); those of earlier runs
+   * are asked by id. Wait until every one has reported.
+   */
   private async cancelled(): Promise<void> {
     await CancellationScope.nonCancellable(async () => {
+      const carried = [...this.running].filter(([, e]) => e.scope === undefined).map(([site]) => site);
+      await Promise.all(carried.map((site) => this.cancelCarried(site)));
       await condition(() => this.running.size === 0);
       this.skipPending('the rollout was cancelled');
       this.finalStep = 'cancelled';

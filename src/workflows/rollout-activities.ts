@@ -2,7 +2,7 @@
  * What the fleet rollout asks of its activities, on the global task queue. The worker's activity object must satisfy
  * this type (checked where it is wired).
  */
-import type { OperationType, RolloutSelector, RolloutSiteNote } from '../domain/operations.ts';
+import type { OperationType, RolloutSelector, RolloutSiteEnded, RolloutSiteNote } from '../domain/operations.ts';
 
 export interface RolloutSitePage {
   /** Selected sites in name order, each with its time zone when its spec names one. */
@@ -21,4 +21,14 @@ export interface FleetActivities {
    * The same kind needs no look-up: its business-key workflow id refuses a second start.
    */
   findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>>;
+  /**
+   * Tells the rollout how one of its site operations ended (the rollout's signal; nothing if the rollout is gone).
+   * Run by the site operation itself, as a local activity: one marker in its history, no extra workflow task.
+   */
+  reportSiteOutcome(input: { rollout: string; ended: RolloutSiteEnded }): Promise<void>;
+  /**
+   * The rollout's site operations that closed without reporting: terminated by an operator or timed out by the
+   * server. The others report themselves; a run that continued as new only learns of these by asking.
+   */
+  findUnreportedSites(input: { rolloutId: string; operation: OperationType }): Promise<RolloutSiteEnded[]>;
 }

@@ -5,7 +5,7 @@ import { profileArtifacts } from '../domain/profile-diff.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
 import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
-import { failOperation, recordOperationStarted } from './site-operation.ts';
+import { failOperation, recordOperationStarted, reportingToRollout } from './site-operation.ts';
 
 export interface SiteInstallResult {
   site: string;
@@ -26,6 +26,10 @@ export function osImageUrl(plan: SitePlan, sha256: string): string {
  * reverse order, or, with keepOnFailure, leaves everything in place and says where it stopped.
  */
 export async function siteInstall(input: SiteInstallInput): Promise<SiteInstallResult> {
+  return reportingToRollout(input, () => install(input));
+}
+
+async function install(input: SiteInstallInput): Promise<SiteInstallResult> {
   const progress = new ProgressTracker();
   const saga = new Saga();
   progress.step('loading the site plan');

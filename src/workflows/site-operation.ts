@@ -1,9 +1,53 @@
-import { ApplicationFailure, CancellationScope, isCancellation, workflowInfo } from '@temporalio/workflow';
-import type { SiteOperationType } from '../domain/operations.ts';
+import {
+  ApplicationFailure,
+  CancellationScope,
+  isCancellation,
+  proxyLocalActivities,
+  workflowInfo,
+} from '@temporalio/workflow';
+import type { RolloutSiteEnded, SiteOperationType } from '../domain/operations.ts';
 import type { SiteStatus } from '../domain/site.ts';
 import type { ProgressTracker } from './progress.ts';
 import type { Saga } from './saga.ts';
+import type { FleetActivities } from './rollout-activities.ts';
 import { inventoryActivities as inventory } from './site-activities-options.ts';
+
+/**
+ * Retried until the rollout hears it (a rollout that is gone answers at once): a rollout that continued as new learns
+ * of a site's end from nothing else. Past a day the rollout's own sweep is all that is left.
+ */
+const rollouts = proxyLocalActivities<Pick<FleetActivities, 'reportSiteOutcome'>>({
+  startToCloseTimeout: '30 seconds',
+  scheduleToCloseTimeout: '1 day',
+  retry: { initialInterval: '1 second', backoffCoefficient: 2, maximumInterval: '5 minutes' },
+});
+
+/**
+ * Runs a site operation and, when a rollout started it, tells the rollout how it ended (succeeded, failed and why,
+ * cancelled) before it closes: the rollout does not wait on its sites across continue-as-new.
+ */
+export async function reportingToRollout<T>(
+  input: { site: string; rollout?: string | undefined },
+  run: () => Promise<T>,
+): Promise<T> {
+  const { site, rollout } = input;
+  if (rollout === undefined) return run();
+  const report = (ended: RolloutSiteEnded) =>
+    CancellationScope.nonCancellable(() => rollouts.reportSiteOutcome({ rollout, ended })).catch(() => undefined);
+  let result: T;
+  try {
+    result = await run();
+  } catch (err) {
+    await report(
+      isCancellation(err)
+        ? { site, outcome: 'cancelled' }
+        : { site, outcome: 'failed', reason: failureMessage(err).slice(0, 500) },
+    );
+    throw err;
+  }
+  await report({ site, outcome: 'succeeded' });
+  return result;
+}
 
 export type SiteOperationKind = SiteOperationType;
 

@@ -8,7 +8,7 @@ import type { BinaryPackage } from '../domain/software-profile.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
 import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
-import { failOperation } from './site-operation.ts';
+import { failOperation, reportingToRollout } from './site-operation.ts';
 
 export interface SitePatchResult {
   site: string;
@@ -42,6 +42,10 @@ export function rollingBatches(hosts: HostSpec[], maxUnavailable: number): HostS
  * ends fully patched or fully on its old profile, never between.
  */
 export async function sitePatch(input: SitePatchInput): Promise<SitePatchResult> {
+  return reportingToRollout(input, () => patch(input));
+}
+
+async function patch(input: SitePatchInput): Promise<SitePatchResult> {
   const progress = new ProgressTracker();
   const saga = new Saga();
   progress.step('loading the patch plan');

@@ -2,7 +2,7 @@ import type { SiteUpgradeInput } from '../domain/operations.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
 import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
-import { failOperation, recordOperationStarted } from './site-operation.ts';
+import { failOperation, recordOperationStarted, reportingToRollout } from './site-operation.ts';
 
 export interface SiteUpgradeResult {
   site: string;
@@ -18,6 +18,10 @@ export interface SiteUpgradeResult {
  * Kubernetes cannot be downgraded, so nothing is compensated: a failure stops and says which part is where.
  */
 export async function siteUpgrade(input: SiteUpgradeInput): Promise<SiteUpgradeResult> {
+  return reportingToRollout(input, () => upgrade(input));
+}
+
+async function upgrade(input: SiteUpgradeInput): Promise<SiteUpgradeResult> {
   const progress = new ProgressTracker();
   const saga = new Saga();
   progress.step('loading the site plan');

@@ -10,7 +10,16 @@ import {
 import type { SearchAttributePair } from '@temporalio/common';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import type { Worker } from '@temporalio/worker';
-import type { FleetRolloutInput, OperationProgress, RolloutRequest } from '../../src/domain/operations.ts';
+import { decodeFromPayloadsAtIndex, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/index.js';
+import { rolloutSiteEndedSignal } from '../../src/domain/keys.ts';
+import type {
+  FleetRolloutInput,
+  OperationProgress,
+  RolloutRequest,
+  RolloutSiteEnded,
+} from '../../src/domain/operations.ts';
+import { dataConverter } from '../../src/temporal/connection.ts';
+import { testCodecKeys } from '../support/test-codec-keys.ts';
 import { RolloutRequest as RolloutRequestSchema } from '../../src/domain/operations.ts';
 import {
   approveUpdate,
@@ -96,12 +105,23 @@ interface Span {
 const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
   Number(t?.seconds ?? 0) * 1000 + Math.floor((t?.nanos ?? 0) / 1e6);
 
-/** Each child as the rollout saw it, from its own history: initiated, then closed (or refused). */
+const converter = loadDataConverter(dataConverter(testCodecKeys));
+
+/**
+ * Each child as the rollout saw it, from its own history: initiated, then ended: its report (the rollout's slot frees
+ * then; the child closes a moment later) or its close (or refused), whichever came first.
+ */
 async function childSpans(handle: WorkflowHandle): Promise<Span[]> {
   const history = await handle.fetchHistory();
   const spans = new Map<string, Span>();
+  const reported = new Map<string, number>();
   for (const e of history.events ?? []) {
     const at = ms(e.eventTime);
+    const signal = e.workflowExecutionSignaledEventAttributes;
+    if (signal?.signalName === rolloutSiteEndedSignal) {
+      const ended = await decodeFromPayloadsAtIndex<RolloutSiteEnded>(converter, 0, signal.input?.payloads);
+      reported.set(ended.site, at);
+    }
     const init = e.startChildWorkflowExecutionInitiatedEventAttributes;
     if (init) spans.set(String(e.eventId), { workflowId: init.workflowId ?? '', from: at });
     const closes: [string, { initiatedEventId?: unknown } | null | undefined][] = [
@@ -115,6 +135,10 @@ async function childSpans(handle: WorkflowHandle): Promise<Span[]> {
       const span = attrs ? spans.get(String(attrs.initiatedEventId)) : undefined;
       if (span) Object.assign(span, { to: at, outcome });
     }
+  }
+  for (const span of spans.values()) {
+    const report = reported.get(span.workflowId.split('/')[1] ?? '');
+    if (report !== undefined && (span.to === undefined || report < span.to)) span.to = report;
   }
   return [...spans.values()];
 }
@@ -304,12 +328,43 @@ describe('fleetRollout', () => {
     expect(await handle.query(rolloutView)).toMatchObject({ maxConcurrency: 4 });
   });
 
-  it('never runs more sites at once than the server lets a workflow have pending children', async () => {
-    const labels = sites(Array.from({ length: 8 }, (_, i) => `lim-${i}-300ms`));
-    const handle = await startRollout(patch(labels, { maxConcurrency: 10 }), [], { limits: { maxPendingChildren: 3 } });
-    expect(await handle.query(rolloutView)).toMatchObject({ maxConcurrency: 10, window: 3 });
-    await handle.result();
-    expect(maxOverlap(await childSpans(handle))).toBe(3);
+  it('keeps maxConcurrency sites running though one run may have only a few pending children: it continues as new, and sites of earlier runs report to the current one', async () => {
+    const labels = sites(Array.from({ length: 8 }, (_, i) => `lim-${i}-4000ms`));
+    const handle = await startRollout(patch(labels, { maxConcurrency: 8 }), [], { limits: { maxPendingChildren: 3 } });
+    await waitFor('all eight running', progressOf(handle), (p) => p.counts.running === 8, 10_000);
+    expect(await handle.result()).toMatchObject({ counts: { total: 8, succeeded: 8, failed: 0, running: 0 } });
+    expect((await handle.query(rolloutView)).run).toBeGreaterThanOrEqual(3);
+    // The server's limit holds per run: the first run asked for three children, no more.
+    const first = env.client.workflow.getHandle(handle.workflowId, handle.firstExecutionRunId);
+    expect(maxOverlap(await childSpans(first))).toBe(3);
+    expect((await childSpans(first)).length).toBe(3);
+    // A later run: sites of earlier runs carried in, their reports signalled in.
+    recordHistory(env, handle.workflowId, 'fleet-rollout-continued');
+  });
+
+  it('ends a site of an earlier run that was terminated (it never reports) and cancels those still running with the rollout', async () => {
+    const labels = sites(['cx-1-hang', 'cx-2-hang', 'cx-3-hang', 'cx-4-hang', 'cx-5-300ms']);
+    const handle = await startRollout(patch(labels, { maxConcurrency: 5, maxFailures: 5 }), [], {
+      limits: { maxPendingChildren: 2, unreportedSweepSeconds: 1 },
+    });
+    await waitFor(
+      'four hanging, one done',
+      progressOf(handle),
+      (p) => p.counts.running === 4 && p.counts.succeeded === 1,
+    );
+    expect((await handle.query(rolloutView)).run).toBe(3);
+    await env.client.workflow.getHandle('site/cx-1-hang/patch').terminate('operator gave up on it');
+    const swept = await waitFor('the sweep', progressOf(handle), (p) => p.counts.failed === 1);
+    expect(swept.items['cx-1-hang']).toEqual({ state: 'failed', detail: 'site/cx-1-hang/patch was terminated' });
+    await handle.cancel();
+    await expect(handle.result()).rejects.toThrow();
+    for (const site of ['cx-2-hang', 'cx-3-hang', 'cx-4-hang']) {
+      expect((await env.client.workflow.getHandle(`site/${site}/patch`).describe()).status.name).toBe('CANCELLED');
+    }
+    expect(await handle.query(progress)).toMatchObject({
+      step: 'cancelled',
+      counts: { succeeded: 1, failed: 1, cancelled: 3, running: 0, pending: 0 },
+    });
   });
 
   it('reports a site busy with the same operation or another, without doubling it or spending the budget', async () => {
