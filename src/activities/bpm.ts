@@ -61,6 +61,8 @@ function nonRetryable(type: string, message: string): ApplicationFailure {
 /** How activities reach a site's BPA: its client, its hosts, its jobs. Shared by the BPM and host activities. */
 export function bpaAccess(deps: BpmActivityDeps) {
   const pollMs = deps.pollIntervalMs ?? 2000;
+  /** Heartbeats while a job streams nothing; the SDK throttles them to its own interval anyway. */
+  const heartbeatMs = 5000;
 
   /** The site's BPA, with the token its inventory references; the token itself stays in this process. */
   async function siteBpa(site: string, bpaUrl: string): Promise<{ bpa: BpaClient; spec: SiteSpec; token: string }> {
@@ -118,27 +120,47 @@ export function bpaAccess(deps: BpmActivityDeps) {
     }));
   }
 
+  /**
+   * Waits for the job's end as the BPA pushes it (its event stream: one request for the whole job instead of a poll
+   * every few seconds, and the end noticed at once). A stream that breaks (the BPA restarted, a proxy cut it) falls
+   * back to one look at the job and a new stream after the poll interval. Heartbeats go on while the job is quiet.
+   */
   async function waitForJob(
     bpa: BpaClient,
     jobId: string,
     beat: (job: InstallJob) => void = (job) => {
       Context.current().heartbeat({ jobId, summary: job.summary } satisfies JobHeartbeat);
     },
+    started?: InstallJob,
   ): Promise<InstallJob> {
     const ctx = Context.current();
+    let job = started ?? (await bpa.getJob(jobId));
     for (;;) {
-      const job = await bpa.getJob(jobId);
       if (!job) throw nonRetryable('bpa.JobNotFound', `the BPA lost job ${jobId}`);
       beat(job);
       if (job.state === 'succeeded' || job.state === 'failed') return job;
-      await ctx.sleep(pollMs);
+      const last = job;
+      const timer = setInterval(() => {
+        beat(last);
+      }, heartbeatMs);
+      try {
+        for await (const event of bpa.events(jobId, ctx.cancellationSignal)) {
+          if (event.type === 'done') break;
+        }
+      } catch (err) {
+        if (ctx.cancellationSignal.aborted) throw err;
+        await ctx.sleep(pollMs);
+      } finally {
+        clearInterval(timer);
+      }
+      job = await bpa.getJob(jobId);
     }
   }
 
   /**
-   * Starts the job `jobId` (unless an earlier attempt did: the id is derived from the activity, the same on every
-   * attempt) and waits for its end, heartbeating each poll through `beat` (the job's id and summary by default; an
-   * activity that resumes from other heartbeat details passes its own).
+   * Starts the job `jobId` (the BPA returns the one an earlier attempt started: the id is derived from the activity,
+   * the same on every attempt) and waits for its end, heartbeating through `beat` (the job's id and summary by
+   * default; an activity that resumes from other heartbeat details passes its own).
    */
   async function runJob(
     bpa: BpaClient,
@@ -148,8 +170,8 @@ export function bpaAccess(deps: BpmActivityDeps) {
   ): Promise<InstallJob> {
     // A cluster host's role is not part of an install job (the BPA refuses unknown fields).
     const hosts = spec.hosts.map(({ name, address, port, user, keyRef }) => ({ name, address, port, user, keyRef }));
-    if (!(await bpa.getJob(jobId))) await bpa.startJob({ id: jobId, ...spec, hosts });
-    return waitForJob(bpa, jobId, beat);
+    const started = await bpa.startJob({ id: jobId, ...spec, hosts });
+    return waitForJob(bpa, jobId, beat, started);
   }
 
   function jobFailure(site: string, what: string, job: InstallJob): ApplicationFailure {

@@ -17,7 +17,14 @@ import { createServer as createHttpServer, type IncomingMessage, type Server, ty
 import { createServer as createHttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { InstallJobSpec } from '../../src/domain/bpa.ts';
-import { type SimBehaviour, type SimJobTiming, type SimLayout, SimSites } from './sites.ts';
+import {
+  type SimBehaviour,
+  type SimJob,
+  type SimJobTiming,
+  type SimLayout,
+  SimSites,
+  type SiteState,
+} from './sites.ts';
 import { selfSignedCertificate } from './tls.ts';
 
 export interface SimServerInfo {
@@ -173,8 +180,11 @@ export class SimHandler {
         const site = parts[2];
         const peer = parts[3];
         const rest = parts.slice(4);
-        if (!secure && peer === 'bpa') reply = await this.#bpa(req, site, method, rest, query);
-        else if (!secure && peer === 'ironic') reply = await this.#ironic(req, site, method, rest);
+        if (!secure && peer === 'bpa') {
+          const answer = await this.#bpa(req, res, site, method, rest, query);
+          if (answer === streaming) return;
+          reply = answer;
+        } else if (!secure && peer === 'ironic') reply = await this.#ironic(req, site, method, rest);
         else if (secure && (peer === 'kube' || peer === 'bootstrap')) {
           const answer = await this.#kube(req, res, site, peer, method, rest, query);
           if (answer === streaming) return;
@@ -244,11 +254,12 @@ export class SimHandler {
 
   async #bpa(
     req: IncomingMessage,
+    res: ServerResponse,
     siteName: string,
     method: string,
     rest: string[],
     query: URLSearchParams,
-  ): Promise<Reply | undefined> {
+  ): Promise<Reply | typeof streaming | undefined> {
     if (req.headers.authorization !== `Bearer ${simTokens.bpa(siteName)}`) {
       await drain(req);
       this.#count('bpa 401');
@@ -341,6 +352,13 @@ export class SimHandler {
         this.#count('bpa GET jobs');
         return new Reply(200, { items: [...site.jobs.values()].map((j) => this.sim.jobView(j, false)) });
       }
+      if (id !== undefined && method === 'GET' && rest.length === 4 && rest[3] === 'events') {
+        this.#count('bpa GET job events');
+        const job = site.jobs.get(id);
+        if (!job) return bpaFailure(404, 'NotFound', `job ${id} not found`);
+        this.#jobEvents(req, res, site, job);
+        return streaming;
+      }
       if (id !== undefined && method === 'GET' && rest.length === 3) {
         this.#count('bpa GET job');
         const job = site.jobs.get(id);
@@ -364,6 +382,35 @@ export class SimHandler {
       return new Reply(200, { items });
     }
     return undefined;
+  }
+
+  /** As the BPA streams a job: every host as it stands, then `done` when the job ends (at its simulated end). */
+  #jobEvents(req: IncomingMessage, res: ServerResponse, site: SiteState, job: SimJob): void {
+    res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+    const write = (event: object) => res.write(`${JSON.stringify(event)}\n`);
+    const view = () => this.sim.jobView(job);
+    for (const progress of view().hosts) write({ type: 'host', jobId: job.id, progress });
+    let timer: NodeJS.Timeout | undefined;
+    const finish = () => {
+      this.sim.settle(site);
+      if (!job.results) {
+        // A timer may fire a hair before the job's end.
+        timer = setTimeout(finish, Math.max(job.endsAt - Date.now(), 1));
+        return;
+      }
+      if (job.results && job.seenEndedAt === undefined) job.seenEndedAt = Date.now();
+      const { state, summary } = view();
+      write({ type: 'done', jobId: job.id, state, summary });
+      res.end();
+    };
+    if (job.results) {
+      finish();
+      return;
+    }
+    timer = setTimeout(finish, Math.max(job.endsAt - Date.now(), 0));
+    req.on('close', () => {
+      clearTimeout(timer);
+    });
   }
 
   // --- Ironic -----------------------------------------------------------------------------------------------------

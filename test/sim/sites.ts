@@ -82,7 +82,7 @@ export interface SimJobHost {
   error?: string;
 }
 
-interface SimJob {
+export interface SimJob {
   id: string;
   action: 'install' | 'rollback';
   hosts: string[];
