@@ -398,7 +398,7 @@ export class SimHandler {
         timer = setTimeout(finish, Math.max(job.endsAt - Date.now(), 1));
         return;
       }
-      if (job.results && job.seenEndedAt === undefined) job.seenEndedAt = Date.now();
+      if (job.seenEndedAt === undefined) job.seenEndedAt = Date.now();
       const { state, summary } = view();
       write({ type: 'done', jobId: job.id, state, summary });
       res.end();
