@@ -62,7 +62,7 @@ function nonRetryable(type: string, message: string): ApplicationFailure {
 export function bpaAccess(deps: BpmActivityDeps) {
   const pollMs = deps.pollIntervalMs ?? 2000;
   /** Heartbeats while a job streams nothing; the SDK throttles them to its own interval anyway. */
-  const heartbeatMs = 5000;
+  const heartbeatMs = 10_000;
 
   /** The site's BPA, with the token its inventory references; the token itself stays in this process. */
   async function siteBpa(site: string, bpaUrl: string): Promise<{ bpa: BpaClient; spec: SiteSpec; token: string }> {

@@ -12,6 +12,7 @@ import {
   deleteNode,
   drainNode,
   findHostNode,
+  type KubeconfigSource,
   type KubernetesClient,
   uncordonNode,
   waitNodeReady,
@@ -22,10 +23,10 @@ import type { SecretRepository } from '../store/secrets.ts';
 import type { HostActivities } from '../workflows/site-activities.ts';
 import { activityJobId, type BpaAccess } from './bpm.ts';
 import { toActivityFailure } from './errors.ts';
-import { withKubeconfigFile } from './kubeconfig-file.ts';
+import { ClusterClients } from './cluster-clients.ts';
 
 export interface HostActivityDeps {
-  kube: (kubeconfigPath: string) => KubernetesClient;
+  kube: (kubeconfig: KubeconfigSource) => KubernetesClient;
   ironic: (url: string) => IronicClient;
   secrets: Pick<SecretRepository, 'reveal'>;
   sites: { get(name: string): Promise<{ spec: SiteSpec }> };
@@ -63,19 +64,13 @@ const cordonMark = 'icn-host-maintenance';
 
 export function createHostActivities(deps: HostActivityDeps) {
   const readyTimeoutMs = deps.readyTimeoutMs ?? 20 * 60_000;
-  const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 5_000;
+  // A third of the long steps' heartbeat timeout (30 s): a missed beat or two is not a dead worker.
+  const heartbeatIntervalMs = deps.heartbeatIntervalMs ?? 10_000;
 
-  /** The application cluster for the length of `fn`, its kubeconfig in a 0600 file removed afterwards. */
-  async function onCluster<T>(secret: string, scrub: string[], fn: (kube: KubernetesClient) => Promise<T>): Promise<T> {
-    return withKubeconfigFile(deps.secrets, secret, scrub, async (path) => {
-      const kube = deps.kube(path);
-      try {
-        return await fn(kube);
-      } finally {
-        kube.close();
-      }
-    });
-  }
+  const clusters = new ClusterClients(deps.kube, deps.secrets);
+  /** The application cluster for the length of `fn`, its client shared with the worker's other activities. */
+  const onCluster = <T>(secret: string, scrub: string[], fn: (kube: KubernetesClient) => Promise<T>): Promise<T> =>
+    clusters.with(secret, scrub, fn);
 
   async function hostNode(kube: KubernetesClient, site: string, host: string): Promise<string> {
     const node = await findHostNode(kube, { site, host });
@@ -114,18 +109,26 @@ export function createHostActivities(deps: HostActivityDeps) {
             done: [],
           };
           const { node } = progress;
-          const beat = (): void => {
+          // Each heartbeat is encoded (and encrypted) when made, sent or not: progress within a step (a job's
+          // events, a drain's evictions) beats at most every 2 s; a step done always beats, so a retry resumes after it.
+          let beatAt = 0;
+          const beat = (force = false): void => {
+            const now = Date.now();
+            if (!force && now - beatAt < 2000) return;
+            beatAt = now;
             ctx.heartbeat(progress);
           };
-          const timer = setInterval(beat, heartbeatIntervalMs);
+          const timer = setInterval(() => {
+            beat(true);
+          }, heartbeatIntervalMs);
           const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
             if (progress.done.includes(name)) return;
             await run();
             progress.done.push(name);
-            beat();
+            beat(true);
           };
           try {
-            beat();
+            beat(true);
             if (input.action === 'rollback' && progress.done.length === 0) {
               // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
               const versions = await hostVersions(input.site, input.bpaUrl, input.host);
@@ -137,7 +140,12 @@ export function createHostActivities(deps: HostActivityDeps) {
             }
             await step('cordon', () => cordonNode(kube, node, { by: cordonMark }));
             await step('drain', () =>
-              drainNode(kube, node, { timeoutMs: input.drainTimeoutSeconds * 1000, onProgress: beat }),
+              drainNode(kube, node, {
+                timeoutMs: input.drainTimeoutSeconds * 1000,
+                onProgress: () => {
+                  beat();
+                },
+              }),
             );
             await step('packages', async () => {
               if (input.packages.length === 0) return;
@@ -148,9 +156,10 @@ export function createHostActivities(deps: HostActivityDeps) {
                 bpa,
                 activityJobId(`-${input.action}`),
                 { action: input.action, hosts, packages: input.packages },
-                beat,
+                () => {
+                  beat();
+                },
               );
-              beat();
               if (job.state === 'failed') {
                 throw deps.bpa.jobFailure(input.site, `${input.action} on ${input.host}`, job);
               }
@@ -162,7 +171,9 @@ export function createHostActivities(deps: HostActivityDeps) {
               await ironic.reboot(name);
               await ironic.waitForPowerState(name, 'power on', {
                 timeoutMs: readyTimeoutMs,
-                onPoll: beat,
+                onPoll: () => {
+                  beat();
+                },
                 signal: ctx.cancellationSignal,
               });
               progress.rebooted = true;

@@ -1,7 +1,7 @@
 import { BpaClient } from '../clients/bpa/index.ts';
 import type { HelmClient } from '../clients/helm/index.ts';
 import type { IronicClient } from '../clients/ironic/index.ts';
-import type { KubernetesClient } from '../clients/kubernetes/index.ts';
+import type { KubeconfigSource, KubernetesClient } from '../clients/kubernetes/index.ts';
 import type { Store } from '../store/index.ts';
 import type { InventoryActivities, SiteActivities } from '../workflows/site-activities.ts';
 import { createAddonActivities } from './addons.ts';
@@ -16,7 +16,7 @@ import { createProvisioningActivities } from './provisioning.ts';
 export interface SitePeers {
   store: Store;
   ironic: (url: string) => IronicClient;
-  kube: (kubeconfigPath: string) => KubernetesClient;
+  kube: (kubeconfig: KubeconfigSource) => KubernetesClient;
   helm: (kubeconfigPath: string) => HelmClient;
   /** A site's BPA; the real client by default. */
   bpa?: (url: string, token: string) => BpaClient;

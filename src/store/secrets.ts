@@ -1,4 +1,11 @@
-import { createCipheriv, createDecipheriv, randomBytes, randomUUID } from 'node:crypto';
+import {
+  createCipheriv,
+  createDecipheriv,
+  createSecretKey,
+  type KeyObject,
+  randomBytes,
+  randomUUID,
+} from 'node:crypto';
 import type { Labels } from '../domain/meta.ts';
 import type { SecretType } from '../domain/secret.ts';
 import { StoreError } from './errors.ts';
@@ -42,18 +49,21 @@ const summary = (r: Row): SecretSummary => ({
  */
 export class SecretRepository {
   private readonly sql: Sql;
-  private readonly keys: Map<string, Buffer>;
+  /** Imported once: a raw key handed to each cipher is imported again every time. */
+  private readonly keys: Map<string, KeyObject>;
   private readonly activeKeyId: string;
 
   constructor(sql: Sql, keys: { keys: Record<string, string>; activeKeyId: string }) {
     this.sql = sql;
-    this.keys = new Map(Object.entries(keys.keys).map(([id, b64]) => [id, Buffer.from(b64, 'base64')]));
+    this.keys = new Map(
+      Object.entries(keys.keys).map(([id, b64]) => [id, createSecretKey(Buffer.from(b64, 'base64'))]),
+    );
     this.activeKeyId = keys.activeKeyId;
   }
 
   private encrypt(name: string, data: Record<string, string>): Buffer {
     const nonce = randomBytes(12);
-    const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.activeKeyId) as Buffer, nonce);
+    const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.activeKeyId) as KeyObject, nonce);
     cipher.setAAD(Buffer.from(name));
     return Buffer.concat([nonce, cipher.update(JSON.stringify(data)), cipher.final(), cipher.getAuthTag()]);
   }

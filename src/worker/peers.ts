@@ -9,7 +9,7 @@ export function realPeers(store: Store, opts: { helmBinary: string }): SitePeers
   return {
     store,
     ironic: (url) => new IronicClient({ url }),
-    kube: (kubeconfigPath) => kubernetesClient(kubeconfigPath),
+    kube: (kubeconfig) => kubernetesClient(kubeconfig),
     helm: (kubeconfigPath) => new HelmClient({ helmBinary: opts.helmBinary, kubeconfigPath }),
   };
 }

@@ -4,7 +4,7 @@
  */
 import { Discovery } from './discovery.ts';
 import { isConflict, isNotFound } from './errors.ts';
-import { KubeTransport } from './transport.ts';
+import { type KubeconfigSource, KubeTransport } from './transport.ts';
 import { describeRef, findCondition, type KubeObject, type ObjectRef, refOf } from './types.ts';
 import { type WaitOptions, waitForObject } from './watch.ts';
 
@@ -34,8 +34,8 @@ export class KubernetesClient {
   readonly #transport: KubeTransport;
   readonly #discovery: Discovery;
 
-  constructor(kubeconfigPath: string) {
-    this.#transport = new KubeTransport(kubeconfigPath);
+  constructor(source: KubeconfigSource) {
+    this.#transport = new KubeTransport(source);
     this.#discovery = new Discovery(this.#transport);
   }
 

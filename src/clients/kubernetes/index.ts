@@ -1,5 +1,6 @@
 /** The Kubernetes client: `new KubernetesClient(kubeconfigPath)` or `kubernetesClient(kubeconfigPath)`. */
 import { KubernetesClient } from './client.ts';
+import type { KubeconfigSource } from './transport.ts';
 
 export { KubernetesClient, fieldManager, type ApplyOptions, type ListOptions } from './client.ts';
 export { isConflict, isNotFound } from './errors.ts';
@@ -26,6 +27,8 @@ export {
   type ObjectRef,
 } from './types.ts';
 
-export function kubernetesClient(kubeconfigPath: string): KubernetesClient {
-  return new KubernetesClient(kubeconfigPath);
+export type { KubeconfigSource } from './transport.ts';
+
+export function kubernetesClient(source: KubeconfigSource): KubernetesClient {
+  return new KubernetesClient(source);
 }

@@ -20,16 +20,22 @@ export interface RequestSpec {
   timeoutMs?: number;
 }
 
+/** A kubeconfig file's path, or a kubeconfig's content (kept in memory, never written out). */
+export type KubeconfigSource = string | { kubeconfig: string };
+
 export class KubeTransport {
   readonly server: string;
   readonly #config: KubeConfig;
   #agent: Agent | undefined;
 
-  constructor(kubeconfigPath: string) {
+  constructor(source: KubeconfigSource) {
     this.#config = new KubeConfig();
-    this.#config.loadFromFile(kubeconfigPath);
+    if (typeof source === 'string') this.#config.loadFromFile(source);
+    else this.#config.loadFromString(source.kubeconfig);
     const cluster = this.#config.getCurrentCluster();
-    if (cluster === null) throw new Error(`kubeconfig ${kubeconfigPath} has no current cluster`);
+    if (cluster === null) {
+      throw new Error(`kubeconfig ${typeof source === 'string' ? source : '(in memory)'} has no current cluster`);
+    }
     this.server = cluster.server.replace(/\/+$/, '');
   }
 
