@@ -64,9 +64,16 @@ export function bpaAccess(deps: BpmActivityDeps) {
   /** Heartbeats while a job streams nothing; the SDK throttles them to its own interval anyway. */
   const heartbeatMs = 10_000;
 
-  /** The site's BPA, with the token its inventory references; the token itself stays in this process. */
-  async function siteBpa(site: string, bpaUrl: string): Promise<{ bpa: BpaClient; spec: SiteSpec; token: string }> {
-    const { spec } = await deps.sites.get(site);
+  /**
+   * The site's BPA, with the token its inventory references; the token itself stays in this process. `known` is the
+   * site's spec when the caller has just read it.
+   */
+  async function siteBpa(
+    site: string,
+    bpaUrl: string,
+    known?: SiteSpec,
+  ): Promise<{ bpa: BpaClient; spec: SiteSpec; token: string }> {
+    const spec = known ?? (await deps.sites.get(site)).spec;
     const ref = spec.endpoints.bpaTokenRef;
     if (!ref) throw nonRetryable('Invalid', `site "${site}" has no endpoints.bpaTokenRef: the BPM cannot call its BPA`);
     const secret = await deps.secrets.reveal(ref.name);

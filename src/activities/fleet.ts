@@ -28,8 +28,8 @@ export interface FleetActivityDeps {
 }
 
 const maxPage = 1000;
-/** Describe calls in flight at once: enough to be quick, few enough not to crowd the server. */
-const describeConcurrency = 32;
+/** Sites per visibility query: well within the query's length limits. */
+const busyQueryBatch = 200;
 
 const hasLabels = (labels: Labels, wanted: Labels | undefined) =>
   Object.entries(wanted ?? {}).every(([key, value]) => labels[key] === value);
@@ -39,10 +39,6 @@ const siteOf = (stored: StoredObject<SiteSpec, SiteStatus>): RolloutSitePage['si
   const timeZone = (stored.spec as Partial<SiteSpec> | undefined)?.timeZone;
   return timeZone === undefined ? { name: stored.metadata.name } : { name: stored.metadata.name, timeZone };
 };
-
-async function inBatches<T>(items: T[], size: number, each: (item: T) => Promise<void>): Promise<void> {
-  for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
-}
 
 export function createFleetActivities(deps: FleetActivityDeps) {
   const temporal = deps.temporal ?? (() => Context.current().client);
@@ -85,21 +81,25 @@ export function createFleetActivities(deps: FleetActivityDeps) {
       return { sites, missing, ...(next < selector.names.length && { continue: String(next) }) };
     },
 
+    /**
+     * One visibility query per batch (sites running any operation, by the IcnSite search attribute) instead of a
+     * describe per site and operation: at 10,000 sites that was 40,000 calls on the server. Visibility trails a
+     * start by milliseconds; the business-key ids still refuse a second start of the same operation.
+     */
     async findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>> {
       const client = temporal();
-      const others = SiteOperationType.options.filter((op) => op !== input.operation);
-      const lookups = input.sites.flatMap((site) => others.map((op) => ({ site, id: siteOperationId(site, op), op })));
       const busy: Record<string, string> = {};
-      await inBatches(lookups, describeConcurrency, async ({ site, id, op }) => {
-        const described = await client.workflow
-          .getHandle(id)
-          .describe()
-          .catch((err: unknown) => {
-            if (err instanceof WorkflowNotFoundError) return undefined;
-            throw err;
-          });
-        if (described?.status.name === 'RUNNING') busy[site] = `busy with ${op} (${id})`;
-      });
+      const wanted = new Set(input.sites);
+      for (let i = 0; i < input.sites.length; i += busyQueryBatch) {
+        const names = input.sites.slice(i, i + busyQueryBatch).map((site) => `'${site.replaceAll("'", '')}'`);
+        const query = `ExecutionStatus = 'Running' AND ${siteAttribute.name} IN (${names.join(', ')})`;
+        for await (const wf of client.workflow.list({ query })) {
+          const site = wf.typedSearchAttributes.get(siteAttribute);
+          const op = SiteOperationType.options.find((o) => wf.workflowId === siteOperationId(site ?? '', o));
+          if (site === undefined || !wanted.has(site) || op === undefined || op === input.operation) continue;
+          busy[site] = `busy with ${op} (${wf.workflowId})`;
+        }
+      }
       return busy;
     },
 

@@ -6,6 +6,7 @@
  * whatever the number of steps, so a 1,000-host site's patch keeps a small history.
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import type { BpaClient } from '../clients/bpa/index.ts';
 import type { IronicClient } from '../clients/ironic/index.ts';
 import {
   cordonNode,
@@ -85,8 +86,7 @@ export function createHostActivities(deps: HostActivityDeps) {
   }
 
   /** What a host runs now, by package, as its BPA recorded it (the latest record of each package). */
-  async function hostVersions(site: string, bpaUrl: string, host: string): Promise<Record<string, string>> {
-    const { bpa } = await deps.bpa.siteBpa(site, bpaUrl);
+  async function hostVersions(bpa: BpaClient, host: string): Promise<Record<string, string>> {
     const latest = new Map<string, { version: string; at: string }>();
     for (const p of await bpa.installed(host)) {
       const seen = latest.get(p.name);
@@ -103,6 +103,8 @@ export function createHostActivities(deps: HostActivityDeps) {
         const input = HostPatchInput.parse(raw);
         const { spec } = await deps.sites.get(input.site);
         const resumed = ctx.info.heartbeatDetails as PatchProgress | undefined;
+        let siteBpa: Promise<BpaClient> | undefined;
+        const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
         return await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
           const progress: PatchProgress = resumed ?? {
             node: await hostNode(kube, input.site, input.host),
@@ -131,7 +133,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             beat(true);
             if (input.action === 'rollback' && progress.done.length === 0) {
               // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
-              const versions = await hostVersions(input.site, input.bpaUrl, input.host);
+              const versions = await hostVersions(await bpaOf(), input.host);
               if (!input.packages.some((p) => versions[p.name] === p.version)) {
                 // The patch may have cordoned it before it failed: that cordon goes, an operator's stays.
                 await uncordonNode(kube, node, { by: cordonMark });
@@ -149,7 +151,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             );
             await step('packages', async () => {
               if (input.packages.length === 0) return;
-              const { bpa } = await deps.bpa.siteBpa(input.site, input.bpaUrl);
+              const bpa = await bpaOf();
               const hosts = await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]);
               // Heartbeats stay this patch's progress while the job runs: a retry resumes from them.
               const job = await deps.bpa.runJob(
@@ -183,7 +185,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             );
             await step('uncordon', () => uncordonNode(kube, node, { by: cordonMark }));
             await step('verify', async () => {
-              const versions = await hostVersions(input.site, input.bpaUrl, input.host);
+              const versions = await hostVersions(await bpaOf(), input.host);
               if (input.action === 'install') {
                 const wrong = input.packages.filter((p) => versions[p.name] !== p.version);
                 if (wrong.length > 0) {

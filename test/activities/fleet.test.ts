@@ -1,6 +1,7 @@
 // Needs: PGlite (embedded) for the inventory, and the real Temporal dev server (tools cache) for running operations.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
+import { siteAttribute } from '../../src/temporal/search-attributes.ts';
 import { createFleetActivities } from '../../src/activities/fleet.ts';
 import type { RolloutSelector } from '../../src/domain/operations.ts';
 import type { Store } from '../../src/store/index.ts';
@@ -75,16 +76,36 @@ describe('resolveRolloutSites', () => {
   });
 });
 
+/** What the look-up answers once visibility has caught up (it changes no more for a second). */
+async function eventually<T>(read: () => Promise<T>): Promise<T> {
+  let last = JSON.stringify(await read());
+  let stableSince = Date.now();
+  const deadline = Date.now() + 10_000;
+  for (;;) {
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const value = await read();
+    const now = JSON.stringify(value);
+    if (now !== last) {
+      last = now;
+      stableSince = Date.now();
+    } else if (Date.now() - stableSince >= 1000 || Date.now() > deadline) {
+      return value;
+    }
+  }
+}
+
 describe('findBusySites', () => {
   it('reports a site running another kind of operation, not one running the same kind', async () => {
     const site = uniqueName('busy');
-    // No worker serves this queue: the workflow stays RUNNING, which is all the look-up sees.
+    // No worker serves this queue: the workflow stays RUNNING, which is all the look-up sees. Started as the API
+    // starts site operations, with the site's search attribute, which the look-up queries (visibility trails a start).
     await env.client.workflow.start('siteInstall', {
       taskQueue: uniqueName('nobody'),
       workflowId: `site/${site}/install`,
       args: [{ site }],
+      typedSearchAttributes: [{ key: siteAttribute, value: site }],
     });
-    expect(await fleet.findBusySites({ sites: [site, 'edge-0001'], operation: 'patch' })).toEqual({
+    expect(await eventually(() => fleet.findBusySites({ sites: [site, 'edge-0001'], operation: 'patch' }))).toEqual({
       [site]: `busy with install (site/${site}/install)`,
     });
     expect(await fleet.findBusySites({ sites: [site], operation: 'install' })).toEqual({});
@@ -96,6 +117,6 @@ describe('findBusySites', () => {
       [site]: `busy with install (site/${site}/install)`,
     });
     await env.client.workflow.getHandle(`site/${site}/install`).terminate('test over');
-    expect(await fleet.findBusySites({ sites: [site], operation: 'patch' })).toEqual({});
+    expect(await eventually(() => fleet.findBusySites({ sites: [site], operation: 'patch' }))).toEqual({});
   });
 });
