@@ -59,7 +59,7 @@ export async function buildApi(deps: ApiDeps) {
   await app.register(swaggerUi, { routePrefix: '/docs' });
 
   const auth = new TokenAuthority(deps.config.api.tokens);
-  await app.register(healthRoutes(deps.temporal));
+  await app.register(healthRoutes({ temporal: deps.temporal, store: deps.store }));
   const startSiteOperation = siteOperationStarter({
     store: deps.store,
     temporal: deps.temporal,

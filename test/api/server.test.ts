@@ -1,6 +1,10 @@
 // Needs: the real Temporal dev server (tools cache).
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { defaultPayloadConverter } from '@temporalio/common';
+import Fastify from 'fastify';
+import { serializerCompiler, validatorCompiler, type ZodTypeProvider } from 'fastify-type-provider-zod';
+import { healthRoutes } from '../../src/api/routes/health.ts';
+import { postgres } from '../../src/store/sql.ts';
 import { AesGcmPayloadCodec } from '../../src/temporal/codec.ts';
 import { bearer, startApiStack, tokens } from '../support/api.ts';
 import { startHttpPeer } from '../support/http-peer.ts';
@@ -24,6 +28,31 @@ describe('trigger API', () => {
     const res = await stack.api.inject({ method: 'GET', url: '/healthz' });
     expect(res.statusCode).toBe(200);
     expect(res.json()).toEqual({ status: 'ok', temporal: 'ok' });
+  });
+
+  it('answers /livez and /readyz without a token; /readyz is 503 naming the dependency that does not answer', async () => {
+    expect((await stack.api.inject({ method: 'GET', url: '/livez' })).json()).toEqual({ status: 'ok' });
+    const ready = await stack.api.inject({ method: 'GET', url: '/readyz' });
+    expect(ready.statusCode).toBe(200);
+    expect(ready.json()).toEqual({ status: 'ready', temporal: 'ok', database: 'ok' });
+
+    // A real PostgreSQL client pointed at a port nothing listens on: the database is down, Temporal is not.
+    const down = postgres('postgres://icn:unused@127.0.0.1:1/icn');
+    const app = Fastify().withTypeProvider<ZodTypeProvider>();
+    app.setValidatorCompiler(validatorCompiler);
+    app.setSerializerCompiler(serializerCompiler);
+    await app.register(healthRoutes({ temporal: stack.env.client, store: { sql: down }, deadlineMs: 500 }));
+    try {
+      const started = Date.now();
+      const notReady = await app.inject({ method: 'GET', url: '/readyz' });
+      expect(notReady.statusCode).toBe(503);
+      expect(notReady.json()).toEqual({ status: 'not-ready', temporal: 'ok', database: 'unreachable' });
+      expect(Date.now() - started).toBeLessThan(5000);
+      expect((await app.inject({ method: 'GET', url: '/livez' })).statusCode).toBe(200);
+    } finally {
+      await app.close();
+      await down.close();
+    }
   });
 
   it('runs a site health check through the worker and returns its report', async () => {

@@ -861,7 +861,8 @@ describe('helm install into the lab API server', () => {
     const global = installed.get('icn-global')!;
     const api = podSpec(byName(global, 'Deployment', '-api')).containers[0]!;
     expect(api.ports).toEqual([{ name: 'http', containerPort: 8090, protocol: 'TCP' }]);
-    expect(api.readinessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'http' } });
+    expect(api.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'http' } });
+    expect(api.livenessProbe).toMatchObject({ httpGet: { path: '/livez', port: 'http' } });
     expect(api.livenessProbe).toMatchObject({ tcpSocket: { port: 'http' } });
     const worker = podSpec(byName(global, 'Deployment', '-worker')).containers[0]!;
     expect(worker.ports).toEqual([
