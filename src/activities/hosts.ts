@@ -19,7 +19,7 @@ import {
   waitNodeReady,
 } from '../clients/kubernetes/index.ts';
 import { HostPatchInput, type HostPatchResult, ironicNodeName } from '../domain/plan.ts';
-import type { SiteSpec } from '../domain/site.ts';
+import type { SiteSpec, SiteStatus } from '../domain/site.ts';
 import type { SecretRepository } from '../store/secrets.ts';
 import type { HostActivities } from '../workflows/site-activities.ts';
 import { activityJobId, type BpaAccess } from './bpm.ts';
@@ -30,7 +30,7 @@ export interface HostActivityDeps {
   kube: (kubeconfig: KubeconfigSource) => KubernetesClient;
   ironic: (url: string) => IronicClient;
   secrets: Pick<SecretRepository, 'reveal'>;
-  sites: { get(name: string): Promise<{ spec: SiteSpec }> };
+  sites: { get(name: string): Promise<{ spec: SiteSpec; status?: SiteStatus }> };
   bpa: BpaAccess;
   /** Writes the host's state and versions into the site's status (the inventory activity's merge). */
   recordHostState: (input: {
@@ -38,6 +38,7 @@ export interface HostActivityDeps {
     host: string;
     state: string;
     packages?: Record<string, string>;
+    rebootedBy?: string;
   }) => Promise<void>;
   /** How long a node may take to be Ready after a reboot. */
   readyTimeoutMs?: number;
@@ -101,7 +102,7 @@ export function createHostActivities(deps: HostActivityDeps) {
       const scrub: string[] = [];
       try {
         const input = HostPatchInput.parse(raw);
-        const { spec } = await deps.sites.get(input.site);
+        const { spec, status } = await deps.sites.get(input.site);
         const resumed = ctx.info.heartbeatDetails as PatchProgress | undefined;
         let siteBpa: Promise<BpaClient> | undefined;
         const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
@@ -170,7 +171,18 @@ export function createHostActivities(deps: HostActivityDeps) {
               if (!input.reboot) return;
               const ironic = deps.ironic(input.ironicUrl);
               const name = hostIronicNode(input.site, input.host, spec.cluster.provisioner);
-              await ironic.reboot(name);
+              // Heartbeats reach the server at most every 24 s: a retry after a worker died may not know of a
+              // reboot it asked for. The inventory, written right after the request, does.
+              const rebootId = activityJobId(`-${input.action}-reboot`);
+              if (status?.hosts?.[input.host]?.rebootedBy !== rebootId) {
+                await ironic.reboot(name);
+                await deps.recordHostState({
+                  site: input.site,
+                  host: input.host,
+                  state: 'Rebooting',
+                  rebootedBy: rebootId,
+                });
+              }
               await ironic.waitForPowerState(name, 'power on', {
                 timeoutMs: readyTimeoutMs,
                 onPoll: () => {

@@ -21,6 +21,8 @@ export interface HostStateInput {
   state: string;
   /** Installed package versions by name; left as recorded when omitted (a reboot does not change them). */
   packages?: Record<string, string>;
+  /** The step that has just asked for the host's reboot; left as recorded when omitted. */
+  rebootedBy?: string;
 }
 
 /** JSON as the database stores it: no undefined members, so that "unchanged" compares true. */
@@ -147,11 +149,16 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
     async recordHostState(input: HostStateInput): Promise<void> {
       try {
         await updateStatus(input.site, (current) => {
-          const packages = input.packages ?? current?.hosts?.[input.host]?.packages;
+          const was = current?.hosts?.[input.host];
+          const packages = input.packages ?? was?.packages;
+          const rebootedBy = input.rebootedBy ?? was?.rebootedBy;
           return {
             ...current,
             phase: current?.phase ?? 'Pending',
-            hosts: { ...current?.hosts, [input.host]: { state: input.state, ...(packages && { packages }) } },
+            hosts: {
+              ...current?.hosts,
+              [input.host]: { state: input.state, ...(packages && { packages }), ...(rebootedBy && { rebootedBy }) },
+            },
           };
         });
       } catch (err) {

@@ -143,7 +143,15 @@ export const SiteStatus = z.object({
   operation: z.object({ workflowId: z.string(), type: z.string() }).optional(),
   message: z.string().optional(),
   hosts: z
-    .record(z.string(), z.object({ state: z.string(), packages: z.record(z.string(), z.string()).optional() }))
+    .record(
+      z.string(),
+      z.object({
+        state: z.string(),
+        packages: z.record(z.string(), z.string()).optional(),
+        /** The operation step that last rebooted the host: a retry of that step does not reboot it again. */
+        rebootedBy: z.string().optional(),
+      }),
+    )
     .optional(),
 });
 export type SiteStatus = z.infer<typeof SiteStatus>;

@@ -54,7 +54,7 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
     profile: input.profile,
     workflowId: workflowInfo().workflowId,
   });
-  const { quick, long } = siteActivities(plan);
+  const { quick, long, host: hostStep } = siteActivities(plan);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const diff = profileDiff(installed.spec, profile.spec);
@@ -100,11 +100,11 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
             // not at the version given up).
             saga.add(`roll back ${host.name}`, async () => {
               progress.item(host.name, 'rolling back');
-              await long.patchHost(hostPatch(host, 'rollback', packages));
+              await hostStep.patchHost(hostPatch(host, 'rollback', packages));
               progress.item(host.name, 'rolled back');
             });
             progress.item(host.name, 'patching');
-            const done = await long.patchHost(hostPatch(host, 'install', packages));
+            const done = await hostStep.patchHost(hostPatch(host, 'install', packages));
             progress.item(host.name, 'patched', done.rebooted ? 'rebooted' : undefined);
             result.hosts.push({ host: host.name, rebooted: done.rebooted });
           }),
