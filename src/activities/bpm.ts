@@ -54,6 +54,11 @@ export function activityJobId(suffix = ''): string {
 
 const siteLabel = 'icn.akraino.org/site';
 
+/** Heartbeats while a job streams nothing: a third of the activity's heartbeat timeout (each one costs an encoding). */
+function keepAliveMs(): number {
+  return Math.max((Context.current().info.heartbeatTimeoutMs ?? 30_000) / 3, 1000);
+}
+
 function nonRetryable(type: string, message: string): ApplicationFailure {
   return ApplicationFailure.create({ type, message, nonRetryable: true });
 }
@@ -61,8 +66,6 @@ function nonRetryable(type: string, message: string): ApplicationFailure {
 /** How activities reach a site's BPA: its client, its hosts, its jobs. Shared by the BPM and host activities. */
 export function bpaAccess(deps: BpmActivityDeps) {
   const pollMs = deps.pollIntervalMs ?? 2000;
-  /** Heartbeats while a job streams nothing; the SDK throttles them to its own interval anyway. */
-  const heartbeatMs = 10_000;
 
   /**
    * The site's BPA, with the token its inventory references; the token itself stays in this process. `known` is the
@@ -149,7 +152,7 @@ export function bpaAccess(deps: BpmActivityDeps) {
       const last = job;
       const timer = setInterval(() => {
         beat(last);
-      }, heartbeatMs);
+      }, keepAliveMs());
       try {
         for await (const event of bpa.events(jobId, ctx.cancellationSignal)) {
           if (event.type === 'done') break;
