@@ -144,6 +144,8 @@ const ready = (n: KubeObject) => findCondition(n, 'Ready')?.status;
 const kubeletCalls = (h: SiteHost) => onHost(h.ssh.root, 'var/lib/fixture/kubelet/calls')?.split('\n') ?? [];
 const jobCount = async () => (await lab.bpa.client.listJobs()).length;
 const hostStatus = async (h: SiteHost) => (await lab.store.sites.get(site)).status?.hosts?.[h.name];
+/** The id a host's install step records when it asks for the reboot (activity `patch-<host>` of `workflowId`). */
+const rebootedBy = (host: 'a' | 'b') => derivedJobId(`${workflowId}-patch-${host}-install-reboot`);
 
 function patch(h: SiteHost, action: 'install' | 'rollback', packages: BinaryPackage[], reboot: boolean) {
   const input: HostPatchInput = {
@@ -197,8 +199,12 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     expect(ironicNode.power_state).toBe('power on');
     expect(ironicNode.target_power_state).toBeNull();
     expect(ironicNode.last_error).toBeNull();
-    // The inventory says what the host runs.
-    expect(await hostStatus(a)).toEqual({ state: 'Ready', packages: { kubelet: '1.1.0' } });
+    // The inventory says what the host runs, and which step rebooted it.
+    expect(await hostStatus(a)).toEqual({
+      state: 'Ready',
+      packages: { kubelet: '1.1.0' },
+      rebootedBy: rebootedBy('a'),
+    });
 
     expectResumable(run.heartbeats, a.name);
     expect(run.heartbeats.at(-1)).toEqual({
@@ -207,6 +213,14 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
       packages: { kubelet: '1.1.0' },
       rebooted: true,
     });
+
+    // A retry that lost every heartbeat (the SDK sends them at most once a minute) does not reboot the host again:
+    // the inventory, written right after the reboot was asked for, says this step did.
+    const again = await attempt(patch(a, 'install', [v2.pkg], true), { workflowId, activityId: 'patch-a' });
+    expect(again.error).toBeUndefined();
+    expect(await reboots(a)).toBe(rebootsBefore + 1);
+    expect(ready(await node(a))).toBe('True');
+    expect((await node(a)).spec?.unschedulable).toBeUndefined();
   });
 
   it('a retried attempt resumes after the steps its heartbeat says were done: no second drain, job or install', async () => {
@@ -245,7 +259,11 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     const after = await node(b);
     expect(after.spec?.unschedulable).toBeUndefined();
     expect(ready(after)).toBe('True');
-    expect(await hostStatus(b)).toEqual({ state: 'Ready', packages: { kubelet: '1.1.0' } });
+    expect(await hostStatus(b)).toEqual({
+      state: 'Ready',
+      packages: { kubelet: '1.1.0' },
+      rebootedBy: rebootedBy('b'),
+    });
   });
 
   it('an attempt lost while its BPA job runs is resumed by the next one from its heartbeat, joining that job', async () => {
@@ -288,7 +306,11 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     expect(kubeletCalls(b).filter((l) => l === 'install 1.2.0')).toHaveLength(1);
     expect(onHost(b.ssh.root, 'opt/kubelet/version')).toBe('1.2.0');
     expect((await node(b)).spec?.unschedulable).toBeUndefined();
-    expect(await hostStatus(b)).toEqual({ state: 'Ready', packages: { kubelet: '1.2.0' } });
+    expect(await hostStatus(b)).toEqual({
+      state: 'Ready',
+      packages: { kubelet: '1.2.0' },
+      rebootedBy: rebootedBy('b'),
+    });
   });
 
   it('rolls a host back to its old version; a host not at the version given up is left alone', async () => {
@@ -302,7 +324,11 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     expect(job).toMatchObject({ action: 'rollback', state: 'succeeded' });
     expect((await node(a)).spec?.unschedulable).toBeUndefined();
     expect(await reboots(a)).toBe(rebootsBefore);
-    expect(await hostStatus(a)).toEqual({ state: 'Ready', packages: { kubelet: '1.0.0' } });
+    expect(await hostStatus(a)).toEqual({
+      state: 'Ready',
+      packages: { kubelet: '1.0.0' },
+      rebootedBy: rebootedBy('a'),
+    });
 
     // c never got 1.1.0: its node is not cordoned (watched throughout), its pod stays, the BPA runs nothing.
     await runningPod('web-c', c.name);
