@@ -863,7 +863,6 @@ describe('helm install into the lab API server', () => {
     expect(api.ports).toEqual([{ name: 'http', containerPort: 8090, protocol: 'TCP' }]);
     expect(api.readinessProbe).toMatchObject({ httpGet: { path: '/readyz', port: 'http' } });
     expect(api.livenessProbe).toMatchObject({ httpGet: { path: '/livez', port: 'http' } });
-    expect(api.livenessProbe).toMatchObject({ tcpSocket: { port: 'http' } });
     const worker = podSpec(byName(global, 'Deployment', '-worker')).containers[0]!;
     expect(worker.ports).toEqual([
       { name: 'health', containerPort: 8092, protocol: 'TCP' },
