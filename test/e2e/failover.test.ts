@@ -216,9 +216,11 @@ async function runningActivities(client: Client, sites: string[]) {
  * Which worker dies, and when (ICN_FAILOVER_KILL):
  * - `outside-reboot` (default): the worker running more host steps, at the first moment from killAtSeconds on when
  *   none of its hosts is between its BPA job's end and the end of its step. patchHost heartbeats what it has done,
- *   but the SDK sends heartbeats to the server at most every 24 s (80% of the 30 s heartbeat timeout), so a retry
- *   after a kill in that window resumes from an older heartbeat and reboots (and re-cordons) the host again.
- * - `after-reboot`: the worker running the first host that has just been rebooted, at once: reproduces that repeat.
+ *   but the SDK sends heartbeats to the server at most once a minute (0.8 × the 2-minute timeout, capped at 60 s), so
+ *   a retry after a kill in that window resumes from an older heartbeat. The reboot itself is recorded in the
+ *   inventory (rebootedBy) and not repeated; the step may cordon the host again.
+ * - `after-reboot`: the worker running the first host that has just been rebooted, at once: the case that once
+ *   rebooted the host twice.
  */
 type KillMode = 'outside-reboot' | 'after-reboot';
 const killMode: KillMode = process.env.ICN_FAILOVER_KILL === 'after-reboot' ? 'after-reboot' : 'outside-reboot';
