@@ -5,9 +5,9 @@
  * the length of each activity; it is never written to disk.
  */
 import { createHash } from 'node:crypto';
-import { ApplicationFailure } from '@temporalio/activity';
 import type { KubeconfigSource, KubernetesClient } from '../clients/kubernetes/index.ts';
 import type { SecretRepository } from '../store/secrets.ts';
+import { revealKubeconfig } from './kubeconfig-file.ts';
 
 interface Entry {
   client: KubernetesClient;
@@ -37,16 +37,7 @@ export class ClusterClients {
    * first, so that no error message carries it. A rotated kubeconfig is a new client; the old one closes when idle.
    */
   async with<T>(secretName: string, scrub: string[], fn: (kube: KubernetesClient) => Promise<T>): Promise<T> {
-    const secret = await this.#secrets.reveal(secretName);
-    const kubeconfig = secret.data.kubeconfig;
-    if (secret.type !== 'kubeconfig' || kubeconfig === undefined) {
-      throw ApplicationFailure.create({
-        type: 'Invalid',
-        message: `secret "${secretName}" is not a kubeconfig secret with a "kubeconfig" key`,
-        nonRetryable: true,
-      });
-    }
-    scrub.push(kubeconfig);
+    const kubeconfig = await revealKubeconfig(this.#secrets, secretName, scrub);
     const key = createHash('sha256').update(kubeconfig).digest('hex');
     let entry = this.#clients.get(key);
     if (!entry) {
