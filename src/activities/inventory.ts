@@ -1,14 +1,13 @@
 /**
  * The inventory side of site operations, on the global task queue: what a site should be (its spec and profile,
  * resolved once when an operation starts) and what it is (its status, written as the operation goes). Status writes
- * are merges under a row lock, because hosts provisioned in parallel report at the same time and a plain
- * read-modify-write would lose all but one of them.
+ * are merges that land only on the version they read (and are redone on another): hosts provisioned in parallel report
+ * at the same time, and a plain read-modify-write would lose all but one of them.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { InstalledSitePlan, PatchPlan, SitePlan } from '../domain/plan.ts';
-import { type SiteSpec, SiteStatus } from '../domain/site.ts';
+import { SiteStatus } from '../domain/site.ts';
 import { type Store, StoreError } from '../store/index.ts';
-import { ResourceRepository } from '../store/resources.ts';
 import { toActivityFailure } from './errors.ts';
 
 export interface InventoryActivityDeps {
@@ -25,20 +24,32 @@ export interface HostStateInput {
   rebootedBy?: string;
 }
 
+/** Writers of one site's status at once are its hosts in flight: each round lets at least one of them land. */
+const maxStatusAttempts = 1000;
+
 /** JSON as the database stores it: no undefined members, so that "unchanged" compares true. */
 const plain = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 
 export function createInventoryActivities(deps: InventoryActivityDeps) {
-  /** Applies `change` to the site's status atomically; writes (and bumps resourceVersion) only on a real change. */
+  /**
+   * Applies `change` to the site's status atomically; writes (and bumps resourceVersion) only on a real change. A write
+   * that lost the race to another is redone on what that one wrote. Optimistic rather than a row lock: two statements
+   * and no connection held between them, where a locked transaction took five round trips on a held connection
+   * (measured: with 10,000 sites in flight the pool's connections were all held, waiting on the worker's busy loop).
+   */
   async function updateStatus(site: string, change: (current: SiteStatus | undefined) => SiteStatus): Promise<void> {
-    await deps.store.sql.transaction(async (tx) => {
-      await tx.query("SELECT 1 FROM resources WHERE kind = 'Site' AND name = $1 FOR UPDATE", [site]);
-      const sites = new ResourceRepository<SiteSpec, SiteStatus>(tx, 'Site');
-      const current = (await sites.get(site)).status;
+    for (let attempt = 1; ; attempt++) {
+      const stored = await deps.store.sites.get(site);
+      const current = stored.status;
       const next = plain(SiteStatus.parse(change(current)));
       if (current !== undefined && isDeepStrictEqual(plain(current), next)) return;
-      await sites.setStatus(site, next);
-    });
+      try {
+        await deps.store.sites.setStatus(site, next, stored.metadata.resourceVersion);
+        return;
+      } catch (err) {
+        if (!(err instanceof StoreError && err.code === 'Conflict') || attempt >= maxStatusAttempts) throw err;
+      }
+    }
   }
 
   return {

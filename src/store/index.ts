@@ -15,6 +15,8 @@ export type { Sql } from './sql.ts';
 export interface StoreOptions {
   /** PostgreSQL when set; otherwise PGlite under `dataDir/db` (or in memory when dataDir is undefined). */
   databaseUrl?: string | undefined;
+  /** The PostgreSQL pool's connections (10 unless set). */
+  databasePoolSize?: number;
   dataDir: string | undefined;
   artifactDir: string;
   maxArtifactBytes: number;
@@ -33,7 +35,7 @@ export interface Store {
 export async function openStore(opts: StoreOptions): Promise<Store> {
   let sql: Sql;
   if (opts.databaseUrl) {
-    sql = postgres(opts.databaseUrl);
+    sql = postgres(opts.databaseUrl, { poolSize: opts.databasePoolSize ?? 10 });
   } else if (opts.dataDir === undefined) {
     sql = await pglite();
   } else {

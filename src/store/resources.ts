@@ -142,16 +142,23 @@ export class ResourceRepository<Spec, Status> {
     );
   }
 
-  /** Status is written by the workflows that own it; it needs no resourceVersion but bumps it. */
-  async setStatus(name: string, status: Status): Promise<StoredObject<Spec, Status>> {
+  /**
+   * Status is written by the workflows that own it; it bumps resourceVersion. With `resourceVersion` the write lands
+   * only on that version (a Conflict otherwise): a read-modify-write without holding a row lock.
+   */
+  async setStatus(name: string, status: Status, resourceVersion?: string): Promise<StoredObject<Spec, Status>> {
     const rows = await this.sql.query<Row>(
       `UPDATE resources SET status = $3, resource_version = ${nextVersion}, updated_at = now()
-       WHERE kind = $1 AND name = $2 RETURNING *`,
-      [this.kind, name, status],
+       WHERE kind = $1 AND name = $2 AND ($4::bigint IS NULL OR resource_version = $4::bigint) RETURNING *`,
+      [this.kind, name, status, resourceVersion ?? null],
     );
     const row = rows[0];
-    if (!row) throw new StoreError('NotFound', `${this.kind} "${name}" not found`);
-    return this.toObject(row);
+    if (row) return this.toObject(row);
+    await this.get(name);
+    throw new StoreError(
+      'Conflict',
+      `${this.kind} "${name}" was changed since resourceVersion ${resourceVersion ?? ''}`,
+    );
   }
 
   async delete(name: string, resourceVersion?: string): Promise<void> {

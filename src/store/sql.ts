@@ -13,8 +13,8 @@ export interface Sql {
   readonly kind: 'postgres' | 'pglite';
 }
 
-export function postgres(url: string): Sql {
-  const pool = new pg.Pool({ connectionString: url, max: 10 });
+export function postgres(url: string, opts: { poolSize?: number } = {}): Sql {
+  const pool = new pg.Pool({ connectionString: url, max: opts.poolSize ?? 10 });
   const over = (client: pg.Pool | pg.PoolClient): Pick<Sql, 'query'> => ({
     async query<Row extends object>(text: string, params: unknown[] = []) {
       return (await client.query<Row>(text, params)).rows;

@@ -29,9 +29,17 @@ export function siteTaskQueue(plan: SitePlan): string {
  */
 export function siteActivities(plan: SitePlan) {
   const taskQueue = siteTaskQueue(plan);
+  const quick = proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '1 minute', retry: quickRetry });
   return {
+    // Brief steps (a read or two inside the site) run within the workflow task when this worker serves the site: one
+    // history event instead of six and no round trip through the server (at 10,000 sites, a sixth of an operation's
+    // fixed events). A site agent's steps stay on its own queue: only it reaches inside the site.
+    brief:
+      taskQueue === workflowInfo().taskQueue
+        ? proxyLocalActivities<SiteActivities>({ startToCloseTimeout: '1 minute', retry: quickRetry })
+        : quick,
     // Quick steps (a few API calls) are retried soon after a worker dies mid-call: nothing tells of it but the timeout.
-    quick: proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '1 minute', retry: quickRetry }),
+    quick,
     // Long steps heartbeat; a worker that dies is noticed within 30 s and the step resumes elsewhere.
     long: proxyActivities<SiteActivities>({
       taskQueue,

@@ -34,7 +34,7 @@ async function install(input: SiteInstallInput): Promise<SiteInstallResult> {
   const saga = new Saga();
   progress.step('loading the site plan');
   const plan = await inventory.loadSitePlan(input.site);
-  const { quick, long } = siteActivities(plan);
+  const { brief, quick, long } = siteActivities(plan);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const hostNames = spec.hosts.map((h) => h.name);
@@ -96,7 +96,7 @@ async function install(input: SiteInstallInput): Promise<SiteInstallResult> {
     }
 
     progress.step('fetching the kubeconfig');
-    const kubeconfigSecret = usesClusterApi ? await quick.fetchClusterKubeconfig({ site: plan.site }) : bpaKubeconfig;
+    const kubeconfigSecret = usesClusterApi ? await brief.fetchClusterKubeconfig({ site: plan.site }) : bpaKubeconfig;
 
     progress.step('installing add-ons');
     const charts: Record<string, number> = {};

@@ -54,7 +54,7 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
     profile: input.profile,
     workflowId: workflowInfo().workflowId,
   });
-  const { quick, long, host: hostStep } = siteActivities(plan);
+  const { brief, long, host: hostStep } = siteActivities(plan);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const diff = profileDiff(installed.spec, profile.spec);
@@ -72,11 +72,11 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
   try {
     progress.step('distributing artifacts');
     const needed = [...packages.map((p) => p.artifact.sha256), ...diff.charts.flatMap((c) => c.to?.chart.sha256 ?? [])];
-    // Independent of each other: one workflow task for both.
+    // Independent of each other: the kubeconfig's copy runs within the workflow task that schedules the upload.
     const [, kubeconfigSecret] = await Promise.all([
       needed.length > 0 ? long.distributeArtifacts({ site: plan.site, bpaUrl, sha256s: needed }) : undefined,
       spec.cluster.provisioner === 'cluster-api'
-        ? quick.fetchClusterKubeconfig({ site: plan.site })
+        ? brief.fetchClusterKubeconfig({ site: plan.site })
         : kubeconfigSecretName(plan.site),
     ]);
 

@@ -24,7 +24,7 @@ export async function siteReconcile(input: SiteReconcileInput): Promise<SiteReco
   const saga = new Saga();
   progress.step('loading the site plan');
   const { plan, installedHosts, kubernetesVersion } = await inventory.loadInstalledPlan(input.site);
-  const { quick, long } = siteActivities(plan);
+  const { brief, quick, long } = siteActivities(plan);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const usesClusterApi = spec.cluster.provisioner === 'cluster-api';
@@ -41,7 +41,7 @@ export async function siteReconcile(input: SiteReconcileInput): Promise<SiteReco
 
   try {
     const kubeconfigSecret = usesClusterApi
-      ? await quick.fetchClusterKubeconfig({ site: plan.site })
+      ? await brief.fetchClusterKubeconfig({ site: plan.site })
       : kubeconfigSecretName(plan.site);
     // Applying the cluster objects sizes the machine sets from the spec's hosts, for additions and removals alike.
     const resizeCluster = async () => {

@@ -8,7 +8,6 @@
  * the ones under test (ICN_BENCH_WORKER_OPTIONS, JSON).
  */
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import pg from 'pg';
 import { NativeConnection, DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../src/activities/index.ts';
 import { createSiteActivities } from '../../src/activities/site.ts';
@@ -69,20 +68,11 @@ function env(name: string): string {
 }
 
 Runtime.install({ logger: new DefaultLogger('ERROR') });
-const poolSize = process.env.ICN_BENCH_PG_POOL;
-if (poolSize !== undefined) {
-  // An experiment, not a setting: the store's pool has a fixed size (src/store/sql.ts); this sizes the pools it makes.
-  const Pool = pg.Pool;
-  pg.Pool = class extends Pool {
-    constructor(config?: pg.PoolConfig) {
-      super({ ...config, max: Number(poolSize) });
-    }
-  };
-}
 const tuning = JSON.parse(process.env.ICN_BENCH_WORKER_OPTIONS ?? '{}') as TunableWorkerOptions;
 const pollMs = process.env.ICN_BENCH_BPA_POLL_MS;
 const store = await openStore({
   databaseUrl: env('ICN_BENCH_DATABASE_URL'),
+  databasePoolSize: Number(env('ICN_BENCH_PG_POOL')),
   dataDir: undefined,
   artifactDir: env('ICN_BENCH_ARTIFACT_DIR'),
   maxArtifactBytes: 64 * 2 ** 20,

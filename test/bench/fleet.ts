@@ -90,7 +90,7 @@ const program = new Command()
   .option('--cached <n>', 'maxCachedWorkflows (every running site operation stays cached: no replays)', '12000')
   .option('--activity-pollers <n>', 'maxConcurrentActivityTaskPolls', '10')
   .option('--workflow-pollers <n>', 'maxConcurrentWorkflowTaskPolls', '10')
-  .option('--pg-pool <n>', "the worker's PostgreSQL pool size (an experiment: the store's own is 10)")
+  .option('--pg-pool <n>', "the worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '50')
   .option('--worker-node-flags <flags>', "the worker process's Node flags", tunedWorkerNodeFlags)
   .option('--server-config <key=value>', 'a dynamic config value of the dev server (repeatable)', collect, [])
   .option(
@@ -122,7 +122,7 @@ const opts = program.opts<{
   activityPollers: string;
   workflowPollers: string;
   workerNodeFlags: string;
-  pgPool?: string;
+  pgPool: string;
   serverConfig: string[];
   serverEnv: string[];
   sdkDefaults?: boolean;
@@ -477,7 +477,7 @@ async function runScenario(
       ICN_BENCH_WORKFLOW_BUNDLE: bundlePath,
       ICN_BENCH_WORKER_OPTIONS: JSON.stringify(workerTuning),
       ...(bpaPollMs() !== undefined && { ICN_BENCH_BPA_POLL_MS: String(bpaPollMs()) }),
-      ...(opts.pgPool !== undefined && { ICN_BENCH_PG_POOL: opts.pgPool }),
+      ICN_BENCH_PG_POOL: opts.pgPool,
     });
     const w = worker;
     const before = {
@@ -681,7 +681,7 @@ console.log(
     `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
     `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(opts.serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
-    `PostgreSQL pool ${opts.pgPool ?? "the store's"}, ` +
+    `PostgreSQL pool ${opts.pgPool}, ` +
     `preloaded modules ${JSON.stringify(opts.preload)}. ` +
     'The profiles change only binary packages: Helm is not called.',
 );

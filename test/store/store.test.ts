@@ -59,6 +59,18 @@ describe.each<Backend>(['pglite', 'postgres'])('store on %s', (backend) => {
       expect(third.continue).toBeUndefined();
     });
 
+    it('writes status at the version read, when one is given, and refuses a stale one', async () => {
+      const s = await store.sites.create({ name: 'cas' }, spec());
+      const first = await store.sites.setStatus('cas', { phase: 'Installing' }, s.metadata.resourceVersion);
+      await expect(
+        store.sites.setStatus('cas', { phase: 'Failed' }, s.metadata.resourceVersion).catch(code),
+      ).resolves.toBe('Conflict');
+      expect((await store.sites.get('cas')).status).toEqual({ phase: 'Installing' });
+      await store.sites.setStatus('cas', { phase: 'Ready' }, first.metadata.resourceVersion);
+      expect((await store.sites.get('cas')).status).toEqual({ phase: 'Ready' });
+      await expect(store.sites.setStatus('nowhere', { phase: 'Ready' }, '1').catch(code)).resolves.toBe('NotFound');
+    });
+
     it('deletes only at the version read, when one is given', async () => {
       const s = await store.sites.create({ name: 'gone' }, spec());
       await store.sites.setStatus('gone', { phase: 'Ready' });
