@@ -4,6 +4,7 @@
  */
 import { Context } from '@temporalio/activity';
 import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   type OperationType,
   type RolloutSelector,
@@ -14,12 +15,17 @@ import {
   workflowTypes,
 } from '../domain/operations.ts';
 import { rolloutSiteEndedSignal } from '../domain/keys.ts';
-import { rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
 import type { Labels } from '../domain/meta.ts';
 import type { Store } from '../store/index.ts';
 import type { StoredObject } from '../store/resources.ts';
 import type { SiteSpec, SiteStatus } from '../domain/site.ts';
-import type { FleetActivities, RolloutSitePage } from '../workflows/rollout-activities.ts';
+import type {
+  FleetActivities,
+  RolloutSitePage,
+  RolloutSitesStart,
+  RolloutSitesStarted,
+} from '../workflows/rollout-activities.ts';
 
 export interface FleetActivityDeps {
   store: Store;
@@ -30,6 +36,8 @@ export interface FleetActivityDeps {
 const maxPage = 1000;
 /** Sites per visibility query: well within the query's length limits. */
 const busyQueryBatch = 200;
+/** Starts in flight at once: enough to keep the server's history shards busy, few enough not to flood its frontend. */
+const startsInFlight = 32;
 
 const hasLabels = (labels: Labels, wanted: Labels | undefined) =>
   Object.entries(wanted ?? {}).every(([key, value]) => labels[key] === value);
@@ -103,15 +111,59 @@ export function createFleetActivities(deps: FleetActivityDeps) {
       return busy;
     },
 
-    ...createRolloutReportActivities(temporal),
+    ...createRolloutSiteActivities(temporal),
   } satisfies FleetActivities;
 }
 
-/** How a rollout hears of its sites' ends: their reports, and a look for those that closed without one. */
-export function createRolloutReportActivities(
+/**
+ * How a rollout starts its sites in bulk and hears of their ends: their reports, and a look for those that closed
+ * without one.
+ */
+export function createRolloutSiteActivities(
   temporal: () => Client = () => Context.current().client,
-): Pick<FleetActivities, 'reportSiteOutcome' | 'findUnreportedSites'> {
+): Pick<FleetActivities, 'startRolloutSites' | 'reportSiteOutcome' | 'findUnreportedSites'> {
   return {
+    async startRolloutSites(input: RolloutSitesStart): Promise<RolloutSitesStarted> {
+      const client = temporal();
+      const type = workflowTypes[input.operation];
+      const result: RolloutSitesStarted = {};
+      const startOne = async ({ site, input: args }: RolloutSitesStart['sites'][number]): Promise<void> => {
+        const workflowId = siteOperationId(site, input.operation);
+        try {
+          await client.workflow.start(type, {
+            taskQueue: input.taskQueue,
+            workflowId,
+            args: [{ ...args, rollout: input.rollout }],
+            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
+            typedSearchAttributes: [
+              { key: siteAttribute, value: site },
+              { key: operationAttribute, value: input.operation },
+              { key: rolloutAttribute, value: input.rolloutId },
+            ],
+          });
+          result[site] = { started: true };
+        } catch (err) {
+          if (!(err instanceof WorkflowExecutionAlreadyStartedError)) throw err;
+          // A retried attempt finds the sites its first attempt started: they are this rollout's, not busy.
+          const running = await client.workflow.getHandle(workflowId).describe();
+          result[site] =
+            running.typedSearchAttributes.get(rolloutAttribute) === input.rolloutId
+              ? { started: true }
+              : { busy: `${workflowId} is already running` };
+        }
+      };
+      const ctx = Context.current();
+      let next = 0;
+      const lane = async (): Promise<void> => {
+        for (let site = input.sites[next++]; site !== undefined; site = input.sites[next++]) {
+          await startOne(site);
+          ctx.heartbeat(next);
+        }
+      };
+      await Promise.all(Array.from({ length: Math.min(startsInFlight, input.sites.length) }, lane));
+      return result;
+    },
+
     async reportSiteOutcome(input: { rollout: string; ended: RolloutSiteEnded }): Promise<void> {
       try {
         await temporal().workflow.getHandle(input.rollout).signal(rolloutSiteEndedSignal, input.ended);

@@ -176,7 +176,7 @@ export function createHostActivities(deps: HostActivityDeps) {
               if (!input.reboot) return;
               const ironic = deps.ironic(input.ironicUrl);
               const name = hostIronicNode(input.site, input.host, spec.cluster.provisioner);
-              // Heartbeats reach the server at most every 24 s: a retry after a worker died may not know of a
+              // Heartbeats reach the server at most every 90 s: a retry after a worker died may not know of a
               // reboot it asked for. The inventory, written right after the request, does.
               const rebootId = activityJobId(`-${input.action}-reboot`);
               if (status?.hosts?.[input.host]?.rebootedBy !== rebootId) {

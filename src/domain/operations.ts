@@ -216,9 +216,11 @@ export interface FleetRolloutInput {
    * maxPendingChildren: the Temporal server's per-workflow limit on child workflows in flight (its dynamic config
    * limit.numPendingChildExecutions.error, 2,000 by default): one run starts no more sites than this, and continues
    * as new to start more (a cluster that raised it says so here, at most 10,000). unreportedSweepSeconds: how often
-   * a run looks for sites of earlier runs that closed without reporting (terminated), 300 by default.
+   * a run looks for sites of earlier runs that closed without reporting (terminated), 300 by default. bulkStartFrom:
+   * a turn that starts this many sites or more starts them with one activity per 500 instead of as children (20 by
+   * default; the server records one workflow's child starts one after another).
    */
-  limits?: { maxPendingChildren?: number; unreportedSweepSeconds?: number };
+  limits?: { maxPendingChildren?: number; unreportedSweepSeconds?: number; bulkStartFrom?: number };
   /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
   carry?: RolloutCarry;
 }

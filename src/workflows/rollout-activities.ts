@@ -13,6 +13,21 @@ export interface RolloutSitePage {
   continue?: string;
 }
 
+/** Sites a rollout starts in one go, each with its operation's input (the rollout's id is added to it). */
+export interface RolloutSitesStart {
+  /** The rollout's workflow id: where the sites report their end. */
+  rollout: string;
+  /** The rollout's id, the IcnRolloutId search attribute of every site operation it starts. */
+  rolloutId: string;
+  operation: OperationType;
+  /** The rollout's own task queue: its site operations run beside it. */
+  taskQueue: string;
+  sites: { site: string; input: object }[];
+}
+
+/** Per site: started (or found already started by this rollout, a retried attempt), or busy with why. */
+export type RolloutSitesStarted = Record<string, { started: true } | { busy: string }>;
+
 export interface FleetActivities {
   /** One page of the sites a rollout's selector picks, from the inventory. */
   resolveRolloutSites(input: { selector: RolloutSelector; limit: number; continue?: string }): Promise<RolloutSitePage>;
@@ -21,6 +36,12 @@ export interface FleetActivities {
    * The same kind needs no look-up: its business-key workflow id refuses a second start.
    */
   findBusySites(input: { sites: string[]; operation: OperationType }): Promise<Record<string, string>>;
+  /**
+   * Starts these sites' operations (each under its business-key id, with the rollout's search attributes), many at
+   * once: the server records a workflow's child starts one after another (≈ 30 a second on the dev server, 10 under
+   * load), independent starts in parallel (≈ 125 a second). A site running the same operation already is busy.
+   */
+  startRolloutSites(input: RolloutSitesStart): Promise<RolloutSitesStarted>;
   /**
    * Tells the rollout how one of its site operations ended (the rollout's signal; nothing if the rollout is gone).
    * Run by the site operation itself, as a local activity: one marker in its history, no extra workflow task.

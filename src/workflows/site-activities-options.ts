@@ -49,9 +49,9 @@ export function siteActivities(plan: SitePlan) {
     }),
     // A host's maintenance (minutes: drain, packages, a bare-metal reboot), thousands at once in a fleet rollout.
     // Heartbeats are what the Temporal server spends most on then (measured: 4 in 5 of its workflow writes with
-    // 6,000 hosts in flight), and the SDK sends them every 0.8 × the timeout, at most every 60 s: a 2-minute timeout
-    // sends one a minute, a quarter of what 30 s does. A worker that dies is noticed within 2 minutes, and the host
-    // resumes after its last step done.
+    // 6,000 hosts in flight), and the SDK sends them every 0.8 × the timeout, at most every maxHeartbeatThrottleInterval
+    // (src/worker/worker.ts, 90 s): a 2-minute timeout sends one every 90 s, a sixth of what 30 s did. A worker that
+    // dies is noticed within 2 minutes, and the host resumes after its last step done.
     host: proxyActivities<SiteActivities>({
       taskQueue,
       startToCloseTimeout: '2 hours',

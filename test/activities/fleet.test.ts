@@ -1,7 +1,10 @@
 // Needs: PGlite (embedded) for the inventory, and the real Temporal dev server (tools cache) for running operations.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
-import { siteAttribute } from '../../src/temporal/search-attributes.ts';
+import { decodeArrayFromPayloads, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/index.js';
+import { operationAttribute, rolloutAttribute, siteAttribute } from '../../src/temporal/search-attributes.ts';
+import { dataConverter } from '../../src/temporal/connection.ts';
+import { testCodecKeys } from '../support/test-codec-keys.ts';
 import { createFleetActivities } from '../../src/activities/fleet.ts';
 import type { RolloutSelector } from '../../src/domain/operations.ts';
 import type { Store } from '../../src/store/index.ts';
@@ -118,5 +121,47 @@ describe('findBusySites', () => {
     });
     await env.client.workflow.getHandle(`site/${site}/install`).terminate('test over');
     expect(await eventually(() => fleet.findBusySites({ sites: [site], operation: 'patch' }))).toEqual({});
+  });
+});
+
+describe('startRolloutSites', () => {
+  it('starts each site under its business key with the rollout attributes; a retry joins them; another rollout finds them busy', async () => {
+    const sites = Array.from({ length: 40 }, (_, i) => uniqueName(`bulk${i}`));
+    const rolloutId = uniqueName('r');
+    // No worker serves this queue: the operations stay RUNNING, which is what the starts and look-ups see.
+    const taskQueue = uniqueName('nobody');
+    const input = {
+      rollout: `rollout/${rolloutId}`,
+      rolloutId,
+      operation: 'patch' as const,
+      taskQueue,
+      sites: sites.map((site) => ({ site, input: { site, maxUnavailable: 1 } })),
+    };
+    const mock = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000 }, { client: env.client });
+    const viaContext = createFleetActivities({ store });
+    const started = await mock.run((i: typeof input) => viaContext.startRolloutSites(i), input);
+    expect(started).toEqual(Object.fromEntries(sites.map((s) => [s, { started: true }])));
+    const first = sites[0] ?? '';
+    const described = await env.client.workflow.getHandle(`site/${first}/patch`).describe();
+    expect(described.type).toBe('sitePatch');
+    expect(described.taskQueue).toBe(taskQueue);
+    expect(described.typedSearchAttributes.get(rolloutAttribute)).toBe(rolloutId);
+    expect(described.typedSearchAttributes.get(siteAttribute)).toBe(first);
+    expect(described.typedSearchAttributes.get(operationAttribute)).toBe('patch');
+    // The operation's input carries the rollout's workflow id, where it reports its end.
+    const history = await env.client.workflow.getHandle(`site/${first}/patch`).fetchHistory();
+    const args = history.events?.[0]?.workflowExecutionStartedEventAttributes?.input?.payloads;
+    const [decoded] = await decodeArrayFromPayloads(loadDataConverter(dataConverter(testCodecKeys)), args);
+    expect(decoded).toEqual({ site: first, maxUnavailable: 1, rollout: `rollout/${rolloutId}` });
+
+    // A retried attempt (the worker died after some starts): every site is this rollout's, none busy, none doubled.
+    expect(await mock.run((i: typeof input) => viaContext.startRolloutSites(i), input)).toEqual(started);
+    expect((await env.client.workflow.getHandle(`site/${first}/patch`).describe()).runId).toBe(described.runId);
+    // Another rollout's start of the same sites: busy, the running operations untouched.
+    const other = { ...input, rolloutId: uniqueName('r2'), sites: input.sites.slice(0, 2) };
+    expect(await mock.run((i: typeof input) => viaContext.startRolloutSites(i), other)).toEqual(
+      Object.fromEntries(sites.slice(0, 2).map((s) => [s, { busy: `site/${s}/patch is already running` }])),
+    );
+    await Promise.all(sites.map((s) => env.client.workflow.getHandle(`site/${s}/patch`).terminate('test over')));
   });
 });

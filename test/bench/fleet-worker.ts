@@ -15,12 +15,14 @@ import { BpaClient } from '../../src/clients/bpa/index.ts';
 import { openStore } from '../../src/store/index.ts';
 import { dataConverter } from '../../src/temporal/connection.ts';
 import { realPeers } from '../../src/worker/peers.ts';
+import { maxHeartbeatThrottleInterval } from '../../src/worker/worker.ts';
 import { testCodecKeys } from '../support/test-codec-keys.ts';
 
 export type TunableWorkerOptions = Pick<
   WorkerOptions,
   | 'maxConcurrentActivityTaskExecutions'
   | 'maxConcurrentWorkflowTaskExecutions'
+  | 'maxConcurrentLocalActivityExecutions'
   | 'maxCachedWorkflows'
   | 'maxConcurrentActivityTaskPolls'
   | 'maxConcurrentWorkflowTaskPolls'
@@ -121,6 +123,7 @@ const worker = await Worker.create({
   activities: counted,
   dataConverter: dataConverter(testCodecKeys),
   workflowBundle: { codePath: env('ICN_BENCH_WORKFLOW_BUNDLE') },
+  maxHeartbeatThrottleInterval,
   ...tuning,
 });
 

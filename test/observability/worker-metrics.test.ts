@@ -52,6 +52,8 @@ let failNext = false;
 const fleet: FleetActivities = {
   resolveRolloutSites: async () => ({ sites: [{ name: 'edge-a' }, { name: 'edge-b' }], missing: [] }),
   findBusySites: async () => ({}),
+  // Two sites: started as children, never in bulk.
+  startRolloutSites: async () => ({}),
   reportSiteOutcome: async () => undefined,
   findUnreportedSites: async () => [],
 };

@@ -31,7 +31,7 @@ import {
 } from '../../src/workflows/fleet-rollout.ts';
 import { progress } from '../../src/workflows/progress.ts';
 import { failureLimit, localMinutes, minutesUntilOpen, msUntilWindow } from '../../src/workflows/rollout-window.ts';
-import { operationAttribute } from '../../src/temporal/search-attributes.ts';
+import { operationAttribute, rolloutAttribute } from '../../src/temporal/search-attributes.ts';
 import { recordHistory } from '../support/histories.ts';
 import { startTemporal, uniqueName } from '../support/temporal.ts';
 import { createRolloutWorker, type FixtureSite, FixtureFleet } from './fixtures/rollout-fleet.ts';
@@ -340,6 +340,46 @@ describe('fleetRollout', () => {
     expect((await childSpans(first)).length).toBe(3);
     // A later run: sites of earlier runs carried in, their reports signalled in.
     recordHistory(env, handle.workflowId, 'fleet-rollout-continued');
+  });
+
+  it('starts a turn of many sites in bulk, not as children: they run and report, one busy is reported, the others are cancelled with the rollout', async () => {
+    const labels = sites(['bk-1-hang', 'bk-2-hang', 'bk-3-300ms', 'bk-4-hang']);
+    const holder = await env.client.workflow.start('sitePatch', {
+      taskQueue,
+      workflowId: 'site/bk-4-hang/patch',
+      args: [{ site: 'bk-4-hang' }],
+    });
+    const handle = await startRollout(patch(labels, { maxConcurrency: 4, maxFailures: 0 }), [], {
+      limits: { bulkStartFrom: 2 },
+    });
+    const seen = await waitFor(
+      'two hanging, one done, one busy',
+      progressOf(handle),
+      (p) => p.counts.running === 2 && p.counts.succeeded === 1 && p.counts.busy === 1,
+    );
+    expect(seen.items['bk-4-hang']).toEqual({ state: 'busy', detail: 'site/bk-4-hang/patch is already running' });
+    expect(await childSpans(handle)).toEqual([]);
+    const history = await handle.fetchHistory();
+    const bulkStarts = (history.events ?? []).filter(
+      (e) => e.activityTaskScheduledEventAttributes?.activityType?.name === 'startRolloutSites',
+    );
+    expect(bulkStarts).toHaveLength(1);
+    for (const site of ['bk-1-hang', 'bk-2-hang']) {
+      const described = await env.client.workflow.getHandle(`site/${site}/patch`).describe();
+      expect(described.typedSearchAttributes.get(rolloutAttribute)).toBe(handle.workflowId.slice('rollout/'.length));
+    }
+    await handle.cancel();
+    await expect(handle.result()).rejects.toThrow();
+    for (const site of ['bk-1-hang', 'bk-2-hang']) {
+      expect((await env.client.workflow.getHandle(`site/${site}/patch`).describe()).status.name).toBe('CANCELLED');
+    }
+    expect((await holder.describe()).status.name).toBe('RUNNING');
+    expect(await handle.query(progress)).toMatchObject({
+      step: 'cancelled',
+      counts: { succeeded: 1, busy: 1, cancelled: 2, running: 0, pending: 0 },
+    });
+    await holder.cancel();
+    recordHistory(env, handle.workflowId, 'fleet-rollout-bulk');
   });
 
   it('ends a site of an earlier run that was terminated (it never reports) and cancels those still running with the rollout', async () => {
