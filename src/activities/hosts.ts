@@ -107,16 +107,20 @@ export function createHostActivities(deps: HostActivityDeps) {
       const scrub: string[] = [];
       try {
         const input = HostPatchInput.parse(raw);
-        const { spec, status } = await deps.sites.get(input.site);
         const resumed = ctx.info.heartbeatDetails as PatchProgress | undefined;
-        let siteBpa: Promise<BpaClient> | undefined;
-        const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
+        // Round trips that do not depend on each other run at once: a host's own time is the orchestration's
+        // overhead on it, at every host of every site.
+        const site = deps.sites.get(input.site);
+        // Heard where it is awaited; a cluster that cannot be reached first leaves it unheard.
+        site.catch(() => undefined);
         return await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
-          const progress: PatchProgress = resumed ?? {
-            node: await hostNode(kube, input.site, input.host),
-            done: [],
-          };
-          const { node } = progress;
+          const [{ spec, status }, node] = await Promise.all([
+            site,
+            resumed?.node ?? hostNode(kube, input.site, input.host),
+          ]);
+          const progress: PatchProgress = resumed ?? { node, done: [] };
+          let siteBpa: Promise<BpaClient> | undefined;
+          const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
           // Each heartbeat is encoded (and encrypted) when made, sent or not: progress within a step (a job's
           // events, a drain's evictions) beats at most every 2 s; a step done always beats, so a retry resumes after it.
           let beatAt = 0;
@@ -146,6 +150,16 @@ export function createHostActivities(deps: HostActivityDeps) {
                 return { host: input.host, node, packages: versions, rebooted: false } satisfies HostPatchResult;
               }
             }
+            // The BPA is made ready for the job (its client, the host's SSH key handed over) while the node drains.
+            const bpaReady =
+              input.packages.length > 0 && !progress.done.includes('packages')
+                ? bpaOf().then(async (bpa) => ({
+                    bpa,
+                    hosts: await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]),
+                  }))
+                : undefined;
+            // Its failure is the packages step's, reported there; a drain that fails first leaves it unheard.
+            bpaReady?.catch(() => undefined);
             await step('cordon', () => cordonNode(kube, node, { by: cordonMark }));
             await step('drain', () =>
               drainNode(kube, node, {
@@ -156,9 +170,8 @@ export function createHostActivities(deps: HostActivityDeps) {
               }),
             );
             await step('packages', async () => {
-              if (input.packages.length === 0) return;
-              const bpa = await bpaOf();
-              const hosts = await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]);
+              if (!bpaReady) return;
+              const { bpa, hosts } = await bpaReady;
               // Heartbeats stay this patch's progress while the job runs: a retry resumes from them.
               const job = await deps.bpa.runJob(
                 bpa,
@@ -200,8 +213,9 @@ export function createHostActivities(deps: HostActivityDeps) {
             await step('ready', () =>
               waitNodeReady(kube, node, { timeoutMs: readyTimeoutMs, signal: ctx.cancellationSignal }),
             );
-            await step('uncordon', () => uncordonNode(kube, node, { by: cordonMark }));
-            await step('verify', async () => {
+            // Independent: the node back in service, and what the BPA recorded as installed.
+            const uncordoned = step('uncordon', () => uncordonNode(kube, node, { by: cordonMark }));
+            const verified = step('verify', async () => {
               const versions = await hostVersions(await bpaOf(), input.host);
               if (input.action === 'install') {
                 const wrong = input.packages.filter((p) => versions[p.name] !== p.version);
@@ -215,6 +229,8 @@ export function createHostActivities(deps: HostActivityDeps) {
               }
               progress.packages = versions;
             });
+            const [uncordon, verify] = await Promise.allSettled([uncordoned, verified]);
+            for (const outcome of [uncordon, verify]) if (outcome.status === 'rejected') throw outcome.reason;
             await step('record', () =>
               deps.recordHostState({
                 site: input.site,

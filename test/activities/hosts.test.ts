@@ -207,12 +207,17 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     });
 
     expectResumable(run.heartbeats, a.name);
-    expect(run.heartbeats.at(-1)).toEqual({
+    const last = run.heartbeats.at(-1) as { done: string[] } | undefined;
+    expect(last).toEqual({
       node: a.name,
-      done: ['cordon', 'drain', 'packages', 'reboot', 'ready', 'uncordon', 'verify', 'record'],
+      done: expect.any(Array) as unknown,
       packages: { kubelet: '1.1.0' },
       rebooted: true,
     });
+    // In order, but for uncordon and verify: they run at once, and a step is noted as it ends.
+    expect(last?.done.slice(0, 5)).toEqual(['cordon', 'drain', 'packages', 'reboot', 'ready']);
+    expect(last?.done.slice(5, 7).sort()).toEqual(['uncordon', 'verify']);
+    expect(last?.done[7]).toBe('record');
 
     // A retry that lost every heartbeat (the SDK sends them at most once a minute) does not reboot the host again:
     // the inventory, written right after the reboot was asked for, says this step did.
