@@ -54,14 +54,17 @@ interface Scenario {
 }
 
 /**
- * The issue's sizes, unlimited (maxConcurrency = every site: the rollout continues as new past the server's limit of
- * 2,000 pending children per run, so all of them run at once) and one with a limit. Each host step is long enough
- * that the CPU the scenario needs fits on this machine's 2 cores (≈ 55 ms of CPU per host patched, all processes
- * together: 10,000 × 3 hosts need ≈ 14 minutes of both cores, hence 5-minute steps there, about what a bare-metal
- * host's package change and reboot take), and short enough that the whole run takes under an hour.
+ * The issue's sizes, unlimited (maxConcurrency = every site at once) and one with a limit. 100 × 10 takes the ICN
+ * design's own figure: 100 sites patched in 10 minutes, each site's 10 hosts one at a time, so 60 s per host step;
+ * 100x10-15s is the same fleet at a quarter of that, where the orchestration's own seconds weigh four times as much.
+ * Elsewhere each host step is long enough that the CPU the scenario needs fits on this machine's 2 cores (≈ 55-110
+ * ms of CPU per host patched, all processes together: 10,000 × 3 hosts need ≈ 14-28 minutes of both cores, hence
+ * 5-minute steps there, about what a bare-metal host's package change and reboot take), and short enough that the
+ * whole run takes about an hour.
  */
 const scenarios: Scenario[] = [
-  { name: '100x10', sites: 100, hostsPerSite: 10, maxConcurrency: 100, hostStepSeconds: 15 },
+  { name: '100x10', sites: 100, hostsPerSite: 10, maxConcurrency: 100, hostStepSeconds: 60 },
+  { name: '100x10-15s', sites: 100, hostsPerSite: 10, maxConcurrency: 100, hostStepSeconds: 15 },
   { name: '1000x10', sites: 1000, hostsPerSite: 10, maxConcurrency: 1000, hostStepSeconds: 40 },
   { name: '10000x3', sites: 10_000, hostsPerSite: 3, maxConcurrency: 10_000, hostStepSeconds: 300 },
   { name: '100x10-c20', sites: 100, hostsPerSite: 10, maxConcurrency: 20, hostStepSeconds: 4 },
