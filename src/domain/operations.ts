@@ -43,8 +43,8 @@ export type MaintenanceWindow = z.infer<typeof MaintenanceWindow>;
 export const RolloutStrategy = z
   .strictObject({
     /**
-     * Sites operated on at once; can be changed while the rollout runs. Above 2,000 the Temporal server's limit on a
-     * workflow's pending children must be raised too (FleetRolloutInput.limits).
+     * Sites operated on at once; can be changed while the rollout runs. Holds past the Temporal server's limit on a
+     * workflow's pending children (2,000): large turns start sites in bulk, and a run at the limit continues as new.
      */
     maxConcurrency: z.number().int().min(1).max(10_000).default(10),
     /** Sites done first, alone; the rest start only once they all succeeded (and the soak or approval passed). */
