@@ -75,10 +75,7 @@ const scenarios: Scenario[] = [
  * rollout's run is suggested to continue as new after 10,000 events rather than 4,096, so that a 1,000-site rollout
  * does not continue as new in the middle of its sites' final burst of reports.
  */
-const tunedServerConfig = [
-  'system.enableActivityEagerExecution=true',
-  'limit.historyCount.suggestContinueAsNew=10000',
-];
+const tunedServerConfig = ['system.enableActivityEagerExecution=true', 'limit.historyCount.suggestContinueAsNew=10000'];
 /** A larger young generation: fewer scavenges of the many short-lived objects activities make (≈ 10% of the worker's CPU). */
 const tunedWorkerNodeFlags = '--max-old-space-size=6144 --max-semi-space-size=32';
 
