@@ -698,6 +698,27 @@ console.log(
 const results: ScenarioResult[] = [];
 const series: ChartSeries[] = [];
 const benchStarted = performance.now();
+const runDate = new Date().toISOString();
+
+/** Written after every scenario: a later one that fails or is interrupted loses none of those done. */
+function writeResults(): object {
+  const output = { date: runDate, commit: commit(), cores: availableParallelism(), scenarios: results };
+  mkdirSync(dirname(opts.out), { recursive: true });
+  writeFileSync(opts.out, `${JSON.stringify(output, null, 2)}\n`);
+  writeFileSync(
+    opts.out.replace(/\.json$/, '.svg'),
+    lineChart({
+      title: 'Fleet patch: sites completed over time',
+      subtitle: `${output.cores} cores, commit ${output.commit.slice(0, 7)}, ${output.date.slice(0, 16)}; dashed: ceil(sites / maxConcurrency) × critical path`,
+      xLabel: 'seconds since the rollout started',
+      yLabel: '% of the scenario’s sites patched',
+      yMax: 100,
+      series,
+    }),
+  );
+  return output;
+}
+
 try {
   for (const s of selected) {
     const { result, detail } = await runScenario(s, bundlePath);
@@ -713,25 +734,12 @@ try {
       points,
       marker: detail.idealSeconds,
     });
+    writeResults();
   }
 } finally {
   rmSync(bundleDir, { recursive: true, force: true });
 }
-const output = { date: new Date().toISOString(), commit: commit(), cores: availableParallelism(), scenarios: results };
-mkdirSync(dirname(opts.out), { recursive: true });
-writeFileSync(opts.out, `${JSON.stringify(output, null, 2)}\n`);
-writeFileSync(
-  opts.out.replace(/\.json$/, '.svg'),
-  lineChart({
-    title: 'Fleet patch: sites completed over time',
-    subtitle: `${output.cores} cores, commit ${output.commit.slice(0, 7)}, ${output.date.slice(0, 16)}; dashed: ceil(sites / maxConcurrency) × critical path`,
-    xLabel: 'seconds since the rollout started',
-    yLabel: '% of the scenario’s sites patched',
-    yMax: 100,
-    series,
-  }),
-);
-console.log(JSON.stringify(output, null, 2));
+console.log(JSON.stringify(writeResults(), null, 2));
 console.log(`total ${((performance.now() - benchStarted) / 1000).toFixed(0)} s`);
 
 function quietLogger() {
