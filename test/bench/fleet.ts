@@ -118,6 +118,11 @@ const program = new Command()
     "the untuned baseline: the worker with the SDK's and Node's defaults, the BPM's default poll interval (2 s), " +
       "the dev server's own configuration",
   )
+  .option(
+    '--bulk-start-from <n>',
+    "the rollout's limits.bulkStartFrom: a turn of this many sites or more starts them in bulk, fewer as children " +
+      '(a number above the fleet: every site a child)',
+  )
   .option('--sample <n>', 'sites whose histories are read for schedule-to-start latencies', '200')
   .option('--out <file>', 'results file (the chart goes beside it, .svg)', 'bench/results/fleet.json')
   .parse();
@@ -137,6 +142,7 @@ const opts = program.opts<{
   sdkDefaults?: boolean;
   preload: string[];
   sample: string;
+  bulkStartFrom?: string;
   out: string;
 }>();
 
@@ -514,6 +520,7 @@ async function runScenario(
             // Every site runs to its end: a failure is counted and reported, not a reason to stop measuring.
             strategy: { maxConcurrency: s.maxConcurrency, maxFailures: '100%' },
           }),
+          ...(opts.bulkStartFrom !== undefined && { limits: { bulkStartFrom: Number(opts.bulkStartFrom) } }),
         },
       ],
     });
