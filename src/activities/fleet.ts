@@ -15,7 +15,8 @@ import {
   workflowTypes,
 } from '../domain/operations.ts';
 import { rolloutSiteEndedSignal } from '../domain/keys.ts';
-import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { siteOperationStart } from '../temporal/site-operation-start.ts';
 import type { Labels } from '../domain/meta.ts';
 import type { Store } from '../store/index.ts';
 import type { StoredObject } from '../store/resources.ts';
@@ -128,18 +129,13 @@ export function createRolloutSiteActivities(
       const type = workflowTypes[input.operation];
       const result: RolloutSitesStarted = {};
       const startOne = async ({ site, input: args }: RolloutSitesStart['sites'][number]): Promise<void> => {
-        const workflowId = siteOperationId(site, input.operation);
+        const start = siteOperationStart(site, input.operation, input.rolloutId);
+        const { workflowId } = start;
         try {
           await client.workflow.start(type, {
+            ...start,
             taskQueue: input.taskQueue,
-            workflowId,
             args: [{ ...args, rollout: input.rollout }],
-            workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-            typedSearchAttributes: [
-              { key: siteAttribute, value: site },
-              { key: operationAttribute, value: input.operation },
-              { key: rolloutAttribute, value: input.rolloutId },
-            ],
           });
           result[site] = { started: true };
         } catch (err) {

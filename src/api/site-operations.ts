@@ -1,7 +1,7 @@
 import type { Client } from '@temporalio/client';
-import { siteOperationId, type SiteOperationType, workflowTypes } from '../domain/operations.ts';
+import { type SiteOperationType, workflowTypes } from '../domain/operations.ts';
 import { type Store, StoreError } from '../store/index.ts';
-import { operationAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { siteOperationStart } from '../temporal/site-operation-start.ts';
 import { runningOperations } from './temporal-status.ts';
 
 export type StartSiteOperation = (
@@ -26,14 +26,9 @@ export function siteOperationStarter(deps: { store: Store; temporal: Client; tas
     }
     const handle = await temporal.workflow.start(workflowTypes[operation], {
       taskQueue,
-      workflowId: siteOperationId(site, operation),
+      ...siteOperationStart(site, operation),
       workflowIdConflictPolicy: 'FAIL',
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
       args: [{ site, ...input }],
-      typedSearchAttributes: [
-        { key: siteAttribute, value: site },
-        { key: operationAttribute, value: operation },
-      ],
     });
     return { workflowId: handle.workflowId, runId: handle.firstExecutionRunId };
   };

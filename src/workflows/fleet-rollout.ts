@@ -41,7 +41,7 @@ import type {
   RolloutStrategy,
   RolloutView,
 } from '../domain/operations.ts';
-import { operationAttribute, rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
+import { siteOperationStart } from '../temporal/site-operation-start.ts';
 import { SitesGauge } from './metrics-sink.ts';
 import { progress } from './progress.ts';
 import type { FleetActivities } from './rollout-activities.ts';
@@ -641,17 +641,11 @@ class Rollout {
   private async operate(site: string, entry: RunningSite): Promise<void> {
     const operation = this.request.operation;
     const child = await startChild(workflowTypes[operation], {
-      workflowId: siteOperationId(site, operation),
+      ...siteOperationStart(site, operation, this.rolloutId),
       args: [{ ...this.childInput(site), rollout: workflowInfo().workflowId }],
       // A run continues as new while its sites run on: they report their end to the rollout's current run. A
       // cancelled rollout cancels them itself (they compensate); a terminated one leaves them to finish.
       parentClosePolicy: ParentClosePolicy.ABANDON,
-      workflowIdReusePolicy: 'ALLOW_DUPLICATE',
-      typedSearchAttributes: [
-        { key: siteAttribute, value: site },
-        { key: operationAttribute, value: operation },
-        { key: rolloutAttribute, value: this.rolloutId },
-      ],
     });
     entry.started = true;
     this.starting--;

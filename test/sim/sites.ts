@@ -65,6 +65,12 @@ interface HostState {
   /** Bit i set: pod i has been evicted (they come back when the Node is uncordoned, as the scheduler would). */
   evicted: number;
   rebootAt: number;
+  /**
+   * Set at a reboot, cleared by the timer that then tells the watches: readiness read from the clock could still
+   * be false when that timer fires (a timer may fire a millisecond early by Date.now(), more on a loaded loop), and
+   * the watch would hear its last change as NotReady and wait for one that never comes.
+   */
+  booting?: boolean;
   packages: Map<string, Installed>;
 }
 
@@ -212,7 +218,7 @@ export class SimSites {
   }
 
   ready(host: HostState): boolean {
-    return Date.now() >= host.rebootAt + this.behaviour.rebootSeconds * 1000;
+    return host.booting !== true;
   }
 
   poweredOn(host: HostState): boolean {
@@ -270,9 +276,11 @@ export class SimSites {
     host.rebootAt = Date.now();
     this.event(site, `reboot ${layout.name}`);
     if (this.behaviour.rebootSeconds > 0) {
+      host.booting = true;
       this.changed(siteName, index);
       const timer = setTimeout(() => {
         this.#timers.delete(timer);
+        host.booting = false;
         this.changed(siteName, index);
       }, this.behaviour.rebootSeconds * 1000);
       this.#timers.add(timer);
