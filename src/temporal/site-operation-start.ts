@@ -1,5 +1,6 @@
 import type { SearchAttributePair } from '@temporalio/common';
-import { siteOperationId, type SiteOperationType } from '../domain/operations.ts';
+// keys.ts, not operations.ts: the workflows' bundle stays free of zod (see keys.ts).
+import { type SiteOperationName, siteOperationId } from '../domain/keys.ts';
 import { operationAttribute, rolloutAttribute, siteAttribute } from './search-attributes.ts';
 
 /**
@@ -9,7 +10,7 @@ import { operationAttribute, rolloutAttribute, siteAttribute } from './search-at
  */
 export function siteOperationStart(
   site: string,
-  operation: SiteOperationType,
+  operation: SiteOperationName,
   rolloutId?: string,
 ): {
   workflowId: string;
