@@ -121,26 +121,27 @@ export function createHostActivities(deps: HostActivityDeps) {
           const progress: PatchProgress = resumed ?? { node, done: [] };
           let siteBpa: Promise<BpaClient> | undefined;
           const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
-          // Each heartbeat is encoded (and encrypted) when made, sent or not: progress within a step (a job's
-          // events, a drain's evictions) beats at most every 2 s; a step done always beats, so a retry resumes after it.
-          let beatAt = 0;
-          const beat = (force = false): void => {
-            const now = Date.now();
-            if (!force && now - beatAt < 2000) return;
-            beatAt = now;
+          // Each heartbeat is encoded (and encrypted) when made, sent or not, and the SDK sends at most one every
+          // 90 s: progress (a step done, a job's events, a drain's evictions) is beaten at most every 2 s, the latest
+          // of it, and once more when the attempt ends, so that a retry resumes after the last step done.
+          let pending: NodeJS.Timeout | undefined;
+          const flush = (): void => {
+            clearTimeout(pending);
+            pending = undefined;
             ctx.heartbeat(progress);
           };
-          const timer = setInterval(() => {
-            beat(true);
-          }, keepAliveMs());
+          const beat = (): void => {
+            pending ??= setTimeout(flush, 2000);
+          };
+          const timer = setInterval(flush, keepAliveMs());
           const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
             if (progress.done.includes(name)) return;
             await run();
             progress.done.push(name);
-            beat(true);
+            beat();
           };
           try {
-            beat(true);
+            flush();
             if (input.action === 'rollback' && progress.done.length === 0) {
               // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
               const versions = await hostVersions(await bpaOf(), input.host);
@@ -241,6 +242,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             );
           } finally {
             clearInterval(timer);
+            if (pending !== undefined) flush();
           }
           return {
             host: input.host,

@@ -6,7 +6,7 @@
  */
 import { isDeepStrictEqual } from 'node:util';
 import { InstalledSitePlan, PatchPlan, SitePlan } from '../domain/plan.ts';
-import { SiteStatus } from '../domain/site.ts';
+import { HostStatus, SiteStatus } from '../domain/site.ts';
 import { type Store, StoreError } from '../store/index.ts';
 import { toActivityFailure } from './errors.ts';
 
@@ -37,9 +37,14 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
    * and no connection held between them, where a locked transaction took five round trips on a held connection
    * (measured: with 10,000 sites in flight the pool's connections were all held, waiting on the worker's busy loop).
    */
-  async function updateStatus(site: string, change: (current: SiteStatus | undefined) => SiteStatus): Promise<void> {
+  async function updateStatus(
+    site: string,
+    change: (current: SiteStatus | undefined) => SiteStatus,
+    /** The site as the caller has just read it: the first attempt starts from it instead of reading it again. */
+    read?: Awaited<ReturnType<Store['sites']['get']>>,
+  ): Promise<void> {
     for (let attempt = 1; ; attempt++) {
-      const stored = await deps.store.sites.get(site);
+      const stored = attempt === 1 && read ? read : await deps.store.sites.get(site);
       const current = stored.status;
       const next = plain(SiteStatus.parse(change(current)));
       if (current !== undefined && isDeepStrictEqual(plain(current), next)) return;
@@ -100,11 +105,15 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
           plan: { site: input.site, spec: stored.spec, profile: { ...input.profile, spec: to.spec } },
           installed: { ...installed, spec: from.spec },
         });
-        await updateStatus(input.site, (current) => ({
-          ...current,
-          phase: 'Patching',
-          operation: { workflowId: input.workflowId, type: 'patch' },
-        }));
+        await updateStatus(
+          input.site,
+          (current) => ({
+            ...current,
+            phase: 'Patching',
+            operation: { workflowId: input.workflowId, type: 'patch' },
+          }),
+          stored,
+        );
         return plan;
       } catch (err) {
         throw toActivityFailure(err);
@@ -159,19 +168,13 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
 
     async recordHostState(input: HostStateInput): Promise<void> {
       try {
-        await updateStatus(input.site, (current) => {
-          const was = current?.hosts?.[input.host];
-          const packages = input.packages ?? was?.packages;
-          const rebootedBy = input.rebootedBy ?? was?.rebootedBy;
-          return {
-            ...current,
-            phase: current?.phase ?? 'Pending',
-            hosts: {
-              ...current?.hosts,
-              [input.host]: { state: input.state, ...(packages && { packages }), ...(rebootedBy && { rebootedBy }) },
-            },
-          };
+        // What is omitted stays as recorded.
+        const entry = HostStatus.parse({
+          state: input.state,
+          ...(input.packages && { packages: input.packages }),
+          ...(input.rebootedBy && { rebootedBy: input.rebootedBy }),
         });
+        await deps.store.sites.mergeStatusEntry(input.site, 'hosts', input.host, entry, { phase: 'Pending' });
       } catch (err) {
         throw toActivityFailure(err);
       }

@@ -136,23 +136,22 @@ export const SiteSpec = z
   });
 export type SiteSpec = z.infer<typeof SiteSpec>;
 
+/** What the inventory knows of one host of a site, written as operations go. */
+export const HostStatus = z.object({
+  state: z.string(),
+  packages: z.record(z.string(), z.string()).optional(),
+  /** The operation step that last rebooted the host: a retry of that step does not reboot it again. */
+  rebootedBy: z.string().optional(),
+});
+export type HostStatus = z.infer<typeof HostStatus>;
+
 export const SiteStatus = z.object({
   phase: z.enum(['Pending', 'Installing', 'Ready', 'Patching', 'Upgrading', 'Failed', 'Deleting']).default('Pending'),
   installedProfile: ProfileRef.optional(),
   kubernetesVersion: z.string().optional(),
   operation: z.object({ workflowId: z.string(), type: z.string() }).optional(),
   message: z.string().optional(),
-  hosts: z
-    .record(
-      z.string(),
-      z.object({
-        state: z.string(),
-        packages: z.record(z.string(), z.string()).optional(),
-        /** The operation step that last rebooted the host: a retry of that step does not reboot it again. */
-        rebootedBy: z.string().optional(),
-      }),
-    )
-    .optional(),
+  hosts: z.record(z.string(), HostStatus).optional(),
 });
 export type SiteStatus = z.infer<typeof SiteStatus>;
 

@@ -161,6 +161,27 @@ export class ResourceRepository<Spec, Status> {
     );
   }
 
+  /**
+   * Merges `entry` into the status member `status[map][key]` in one statement, creating the map, the member and the
+   * status itself (from `initial`) as needed; a merge that changes nothing writes nothing. Writers of different keys of
+   * the same object (a site's hosts in flight) neither wait for nor redo each other, where a read-modify-write on the
+   * resourceVersion took two round trips and a retry for every writer that lost the race.
+   */
+  async mergeStatusEntry(name: string, map: string, key: string, entry: object, initial: object): Promise<void> {
+    const base = `(jsonb_build_object('${map}', '{}'::jsonb) || $5::jsonb || coalesce(status, '{}'::jsonb))`;
+    const merged = `coalesce(status #> ARRAY['${map}', $3::text], '{}'::jsonb) || $4::jsonb`;
+    if (!/^[a-zA-Z]+$/.test(map)) throw new Error(`status member "${map}" is not a plain name`);
+    const rows = await this.sql.query<{ name: string }>(
+      `UPDATE resources SET status = jsonb_set(${base}, ARRAY['${map}', $3::text], ${merged}),
+         resource_version = ${nextVersion}, updated_at = now()
+       WHERE kind = $1 AND name = $2 AND (status #> ARRAY['${map}', $3::text]) IS DISTINCT FROM (${merged})
+       RETURNING name`,
+      [this.kind, name, key, entry, initial],
+    );
+    // Nothing written: unchanged, or no such object (which get reports).
+    if (rows.length === 0) await this.get(name);
+  }
+
   async delete(name: string, resourceVersion?: string): Promise<void> {
     const rows = await this.sql.query<{ name: string }>(
       `DELETE FROM resources WHERE kind = $1 AND name = $2 AND ($3::bigint IS NULL OR resource_version = $3::bigint)

@@ -143,4 +143,22 @@ describe.each<Backend>(['pglite', 'postgres'])('inventory activities on %s', (ba
     await activities.recordHostState({ site: 'edge-01', host: 'host-1', state: 'rebooting' });
     expect((await store.sites.get('edge-01')).metadata.resourceVersion).toBe(again);
   });
+
+  test('recordHostState: a site without a status gets one; a site that does not exist is NotFound', async () => {
+    await store.sites.create({ name: 'edge-fresh' }, siteSpec('1.0.0'));
+    expect(await status('edge-fresh')).toBeUndefined();
+    await activities.recordHostState({ site: 'edge-fresh', host: 'host-1', state: 'Rebooting', rebootedBy: 'job-1' });
+    expect(await status('edge-fresh')).toEqual({
+      phase: 'Pending',
+      hosts: { 'host-1': { state: 'Rebooting', rebootedBy: 'job-1' } },
+    });
+    await activities.recordHostState({ site: 'edge-fresh', host: 'host-1', state: 'Ready', packages: { a: '2' } });
+    expect((await status('edge-fresh'))?.hosts?.['host-1']).toEqual({
+      state: 'Ready',
+      packages: { a: '2' },
+      rebootedBy: 'job-1',
+    });
+    const missing = await failureOf(activities.recordHostState({ site: 'edge-nowhere', host: 'h', state: 'Ready' }));
+    expect(missing).toMatchObject({ type: 'NotFound' });
+  });
 });

@@ -41,6 +41,8 @@ export interface WorkerStats {
   eventLoopDelay: { mean: number; p99: number; max: number };
   /** Calls to the inventory (queries, transactions) and to the BPAs: count, mean and p99 ms, pool waits included. */
   waits: Record<string, { count: number; mean: number; p99: number }>;
+  /** Inventory statements by their opening words: which reads and writes a site costs. */
+  statements: Record<string, number>;
 }
 
 class Latencies {
@@ -83,7 +85,12 @@ const store = await openStore({
 /** Time spent waiting on the inventory and on the BPAs, as the activities see it: where a host's time goes. */
 const waits = { sql: new Latencies(), transaction: new Latencies(), bpa: new Latencies() };
 const sql = { ...store.sql };
-store.sql.query = async (...args) => waits.sql.time(() => sql.query(...args));
+const statements: Record<string, number> = {};
+store.sql.query = async (...args) => {
+  const key = args[0].replace(/\s+/g, ' ').trim().slice(0, 60);
+  statements[key] = (statements[key] ?? 0) + 1;
+  return waits.sql.time(() => sql.query(...args));
+};
 store.sql.transaction = async (fn) => waits.transaction.time(() => sql.transaction(fn));
 const timedFetch: typeof fetch = (input, init) => waits.bpa.time(() => fetch(input, init));
 const peers = {
@@ -141,6 +148,7 @@ process.on('message', (message: { type?: string }) => {
         max: Math.round(loopDelay.max / 1e6),
       },
       waits: Object.fromEntries(Object.entries(waits).map(([k, v]) => [k, v.summary()])),
+      statements,
     } satisfies WorkerStats);
     loopDelay.reset();
   } else if (message.type === 'stop') {
