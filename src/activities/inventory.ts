@@ -1,8 +1,9 @@
 /**
  * The inventory side of site operations, on the global task queue: what a site should be (its spec and profile,
  * resolved once when an operation starts) and what it is (its status, written as the operation goes). Status writes
- * are merges that land only on the version they read (and are redone on another): hosts provisioned in parallel report
- * at the same time, and a plain read-modify-write would lose all but one of them.
+ * are merges that land only on the version they read (and are redone on another), a host's state a merge of its own
+ * entry in one statement: hosts provisioned in parallel report at the same time, and a plain read-modify-write would
+ * lose all but one of them.
  */
 import { isDeepStrictEqual } from 'node:util';
 import { InstalledSitePlan, PatchPlan, SitePlan } from '../domain/plan.ts';

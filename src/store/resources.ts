@@ -168,15 +168,14 @@ export class ResourceRepository<Spec, Status> {
    * resourceVersion took two round trips and a retry for every writer that lost the race.
    */
   async mergeStatusEntry(name: string, map: string, key: string, entry: object, initial: object): Promise<void> {
-    const base = `(jsonb_build_object('${map}', '{}'::jsonb) || $5::jsonb || coalesce(status, '{}'::jsonb))`;
-    const merged = `coalesce(status #> ARRAY['${map}', $3::text], '{}'::jsonb) || $4::jsonb`;
-    if (!/^[a-zA-Z]+$/.test(map)) throw new Error(`status member "${map}" is not a plain name`);
+    const base = `(jsonb_build_object($6::text, '{}'::jsonb) || $5::jsonb || coalesce(status, '{}'::jsonb))`;
+    const merged = `coalesce(status #> ARRAY[$6::text, $3::text], '{}'::jsonb) || $4::jsonb`;
     const rows = await this.sql.query<{ name: string }>(
-      `UPDATE resources SET status = jsonb_set(${base}, ARRAY['${map}', $3::text], ${merged}),
+      `UPDATE resources SET status = jsonb_set(${base}, ARRAY[$6::text, $3::text], ${merged}),
          resource_version = ${nextVersion}, updated_at = now()
-       WHERE kind = $1 AND name = $2 AND (status #> ARRAY['${map}', $3::text]) IS DISTINCT FROM (${merged})
+       WHERE kind = $1 AND name = $2 AND (status #> ARRAY[$6::text, $3::text]) IS DISTINCT FROM (${merged})
        RETURNING name`,
-      [this.kind, name, key, entry, initial],
+      [this.kind, name, key, entry, initial, map],
     );
     // Nothing written: unchanged, or no such object (which get reports).
     if (rows.length === 0) await this.get(name);
