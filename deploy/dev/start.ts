@@ -104,7 +104,7 @@ async function waitForWorker(): Promise<void> {
 console.log(`
 icn-orchestrator is up (${((Date.now() - started) / 1000).toFixed(1)} s)
   Temporal server   ${temporal.address} (namespace ${namespace})
-  Temporal Web UI   ${temporal.uiUrl}  (decodes payloads through ${apiUrl}/codec)
+  Temporal Web UI   ${temporal.uiUrl ?? '(headless)'}  (decodes payloads through ${apiUrl}/codec)
   Trigger API       ${apiUrl}   health ${apiUrl}/healthz   OpenAPI ${apiUrl}/openapi.json   docs ${apiUrl}/docs
   Admin token       in ${secretsFile} (ICN_API_TOKENS)
 Ctrl-C stops everything; Temporal's state stays in data/temporal/.

@@ -12,13 +12,13 @@
 // progress reaches the server before a kill can lose it.
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { closeSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { availableParallelism, hostname, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Client, Connection } from '@temporalio/client';
 import proto from '@temporalio/proto';
+import { freePort } from '../../deploy/dev/lab/processes.ts';
 import { startTemporalPostgres, type TemporalPostgres } from '../../deploy/dev/temporal-postgres.ts';
 import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres.ts';
 import { type RolloutResult, siteOperationId } from '../../src/domain/operations.ts';
@@ -51,19 +51,6 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 const round = (v: number, digits = 1) => Math.round(v * 10 ** digits) / 10 ** digits;
 const ms = (t: { seconds?: unknown; nanos?: number | null } | null | undefined) =>
   Number(t?.seconds ?? 0) * 1000 + (t?.nanos ?? 0) / 1e6;
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise<void>((resolve) => {
-    server.close(() => {
-      resolve();
-    });
-  });
-  if (address === null || typeof address === 'string') throw new Error('no free port');
-  return address.port;
-}
 
 interface Proc {
   name: string;

@@ -1,13 +1,13 @@
 // Needs: the real Temporal dev server (test/support/temporal.ts). The site activities are mocked; the worker's metrics
 // endpoint (ICN_WORKER_METRICS_PORT, served by the SDK's core) is scraped over HTTP and its logs are captured.
 import { readFileSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { Writable } from 'node:stream';
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { Context } from '@temporalio/activity';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type Worker } from '@temporalio/worker';
 import { pino } from 'pino';
+import { freePort } from '../../deploy/dev/lab/processes.ts';
 import { RolloutRequest } from '../../src/domain/operations.ts';
 import { redactedPaths } from '../../src/observability/logger.ts';
 import { metricNames } from '../../src/observability/metric-names.ts';
@@ -20,15 +20,6 @@ import { mockActivities, plan } from '../support/site-activities-mock.ts';
 import { testCodecKeys } from '../support/test-codec-keys.ts';
 
 const dashboardPath = new URL('../../deploy/grafana/fleet-dashboard.json', import.meta.url);
-
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  if (address === null || typeof address === 'string') throw new Error('no port');
-  return address.port;
-}
 
 /** The worker's pino records, as JSON objects. */
 const records: Record<string, unknown>[] = [];

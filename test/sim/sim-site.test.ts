@@ -91,7 +91,6 @@ describe('the simulated site', () => {
 
     // One host at a time: each is cordoned, drained, patched, rebooted and uncordoned before the next is touched.
     const events = view?.events ?? [];
-    console.error(events, sim.stats());
     const expected = layout.hosts.flatMap((h) => [
       `cordon ${h.name}`,
       `evict app-0-${h.name}`,

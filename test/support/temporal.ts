@@ -1,9 +1,10 @@
 import { randomUUID } from 'node:crypto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type Worker, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
+import { freePort } from '../../deploy/dev/lab/processes.ts';
+import { startTemporalDevServer } from '../../deploy/dev/temporal-dev-server.ts';
 import { temporalCli, toolPath } from '../../deploy/dev/tools.ts';
 import { dataConverter } from '../../src/temporal/connection.ts';
-import { searchAttributes } from '../../src/temporal/search-attributes.ts';
 import { type Activities, createActivities } from '../../src/activities/index.ts';
 import { createWorker, workflowsPath } from '../../src/worker/worker.ts';
 import { quietTemporalRuntime } from './quiet-runtime.ts';
@@ -14,25 +15,39 @@ quietTemporalRuntime();
 export const testNamespace = 'icn';
 
 /**
- * The real Temporal dev server (the CLI built into the tools cache), on a free port, with the project's namespace,
- * search attributes and encrypting data converter.
+ * The real Temporal dev server (the CLI built into the tools cache), in memory on a free port, with the project's
+ * namespace, search attributes and encrypting data converter. The server is started here rather than by
+ * TestWorkflowEnvironment.createLocal, whose launcher gives it a fixed 5 s: CI missed that once with two test files
+ * starting servers at the same time beside the lab's peers. Tearing the environment down stops the server.
  */
 export async function startTemporal(): Promise<TestWorkflowEnvironment> {
   const path = toolPath(temporalCli);
+  let server;
   try {
-    return await TestWorkflowEnvironment.createLocal({
-      server: {
-        executable: { type: 'existing-path', path },
-        namespace: testNamespace,
-        searchAttributes,
-        ip: '127.0.0.1',
-      },
-      client: { dataConverter: dataConverter(testCodecKeys) },
-    });
+    server = await startTemporalDevServer({ port: await freePort(), namespace: testNamespace, output: 'quiet' });
   } catch (err) {
     throw new Error(`the Temporal dev server (${path}) did not start: ${String(err)}. Run "npm run tools".`, {
       cause: err,
     });
+  }
+  try {
+    const env = await TestWorkflowEnvironment.createFromExistingServer({
+      address: server.address,
+      namespace: testNamespace,
+      client: { dataConverter: dataConverter(testCodecKeys) },
+    });
+    const teardown = env.teardown.bind(env);
+    env.teardown = async () => {
+      try {
+        await teardown();
+      } finally {
+        await server.stop();
+      }
+    };
+    return env;
+  } catch (err) {
+    await server.stop();
+    throw err;
   }
 }
 
