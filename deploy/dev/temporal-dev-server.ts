@@ -21,6 +21,8 @@ export interface DevServerOptions {
   codecEndpoint?: string;
   /** How long to wait for the namespace to answer. */
   readyTimeoutMs?: number;
+  /** More arguments for `temporal server start-dev` (dynamic config values, for one). */
+  extraArgs?: string[];
   /** Where the server's own output goes: the terminal in development, nowhere in tests (errors are kept either way). */
   output?: 'inherit' | 'quiet';
 }
@@ -52,6 +54,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<De
     'error',
     ...searchAttributes.flatMap((a) => ['--search-attribute', `${a.name}=${keywordType}`]),
     ...(opts.codecEndpoint ? ['--ui-codec-endpoint', opts.codecEndpoint] : []),
+    ...(opts.extraArgs ?? []),
   ];
   const quiet = opts.output === 'quiet';
   const child = spawn(toolPath(temporalCli), args, { stdio: ['ignore', quiet ? 'ignore' : 'inherit', 'pipe'] });

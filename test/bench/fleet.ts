@@ -26,24 +26,20 @@ import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Command } from 'commander';
-import { temporalCli, toolPath } from '../../deploy/dev/tools.ts';
 import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres.ts';
 import { type OperationProgress, RolloutRequest, type RolloutResult } from '../../src/domain/operations.ts';
-import { dataConverter } from '../../src/temporal/connection.ts';
-import { searchAttributes } from '../../src/temporal/search-attributes.ts';
 import { workflowsPath } from '../../src/worker/worker.ts';
 import { progress as progressQuery } from '../../src/workflows/progress.ts';
 import { labPeer } from '../support/lab.ts';
 import { quietTemporalRuntime } from '../support/quiet-runtime.ts';
 import { openTestStore } from '../support/store.ts';
-import { testNamespace } from '../support/temporal.ts';
-import { testCodecKeys } from '../support/test-codec-keys.ts';
+import { startTemporalServer, testNamespace } from '../support/temporal.ts';
 import { patchVersion, profileName, seedProfiles, seedSites, simLayout } from '../sim/inventory.ts';
 import type { SimServerInfo, SimStats } from '../sim/server.ts';
 import type { SimBehaviour, SimJobTiming } from '../sim/sites.ts';
 import { type ChartSeries, lineChart } from './chart.ts';
 import type { TunableWorkerOptions, WorkerStats } from './fleet-worker.ts';
-import { cpuSeconds, findProcess, findProcesses, loadAverage, machineBusySeconds, peakRssMB, rssMB } from './proc.ts';
+import { cpuSeconds, findProcesses, loadAverage, machineBusySeconds, peakRssMB, rssMB } from './proc.ts';
 
 interface Scenario {
   name: string;
@@ -245,29 +241,12 @@ function commit(): string {
 }
 
 async function startServer(): Promise<{ env: TestWorkflowEnvironment; pid: number }> {
-  const path = toolPath(temporalCli);
   // The dev server inherits this process's environment.
   for (const kv of opts.serverEnv) {
     const at = kv.indexOf('=');
     process.env[kv.slice(0, at)] = kv.slice(at + 1);
   }
-  const env = await TestWorkflowEnvironment.createLocal({
-    server: {
-      executable: { type: 'existing-path', path },
-      namespace: testNamespace,
-      searchAttributes,
-      ip: '127.0.0.1',
-      log: { format: 'pretty', level: 'error' },
-      extraArgs: serverConfig.flatMap((kv) => ['--dynamic-config-value', kv]),
-    },
-    client: { dataConverter: dataConverter(testCodecKeys) },
-  });
-  const port = env.address.split(':').at(-1);
-  const pid = findProcess(
-    (argv) => (argv[0] ?? '').endsWith('temporal') && argv.includes('start-dev') && argv.includes(port ?? '-'),
-  );
-  if (pid === undefined) throw new Error(`no dev server process found for ${env.address}`);
-  return { env, pid };
+  return startTemporalServer(serverConfig.flatMap((kv) => ['--dynamic-config-value', kv]));
 }
 
 interface Child {

@@ -52,8 +52,3 @@ export function findProcesses(match: (argv: string[]) => boolean): number[] {
   }
   return found;
 }
-
-/** The pid of the process whose argv matches, e.g. the dev server listening on a port; undefined if none. */
-export function findProcess(match: (argv: string[]) => boolean): number | undefined {
-  return findProcesses(match)[0];
-}

@@ -181,6 +181,19 @@ async function render(c: Pick<RenderCase, 'chart' | 'files' | 'apiVersions'>): P
   return documents(await helmRun(templateArgs(c)));
 }
 
+/**
+ * The object with any fixed node port moved up by 1000 for its dry run. Once, in CI, the install that followed the
+ * dry runs was refused the site agent's node port (30891) as "already allocated" though no Service held it; only the
+ * dry run had used it (cause not confirmed; the API server repairs such leaks within minutes). The dry run still
+ * checks a fixed node port, one the install does not ask for.
+ */
+function dryRunPorts(object: KubeObject): KubeObject {
+  const spec = (object as { spec?: { ports?: { nodePort?: number }[] } }).spec;
+  if (object.kind !== 'Service' || !spec?.ports?.some((p) => p.nodePort !== undefined)) return object;
+  const ports = spec.ports.map((p) => (p.nodePort === undefined ? p : { ...p, nodePort: p.nodePort + 1000 }));
+  return { ...object, spec: { ...spec, ports } };
+}
+
 function kindCounts(objects: KubeObject[]): Record<string, number> {
   const counts: Record<string, number> = {};
   for (const o of objects) counts[o.kind] = (counts[o.kind] ?? 0) + 1;
@@ -701,7 +714,7 @@ describe('helm template: every object accepted by the lab API server (dry run) a
           expect(object.metadata.namespace).toBe(namespace);
         }
         expect(await schemas.check(object)).toEqual([]);
-        const admitted = await kube.apply(object, { dryRun: true });
+        const admitted = await kube.apply(dryRunPorts(object), { dryRun: true });
         expect(admitted).toMatchObject({ kind: object.kind, metadata: { name: object.metadata.name } });
         // A dry run stores nothing.
         expect(await kube.find(refOf(object))).toBeUndefined();

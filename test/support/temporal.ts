@@ -21,10 +21,22 @@ export const testNamespace = 'icn';
  * starting servers at the same time beside the lab's peers. Tearing the environment down stops the server.
  */
 export async function startTemporal(): Promise<TestWorkflowEnvironment> {
+  return (await startTemporalServer()).env;
+}
+
+/** startTemporal, with more arguments for the server, and the server's process id (the benchmark reads its CPU). */
+export async function startTemporalServer(
+  extraArgs: string[] = [],
+): Promise<{ env: TestWorkflowEnvironment; pid: number }> {
   const path = toolPath(temporalCli);
   let server;
   try {
-    server = await startTemporalDevServer({ port: await freePort(), namespace: testNamespace, output: 'quiet' });
+    server = await startTemporalDevServer({
+      port: await freePort(),
+      namespace: testNamespace,
+      output: 'quiet',
+      extraArgs,
+    });
   } catch (err) {
     throw new Error(`the Temporal dev server (${path}) did not start: ${String(err)}. Run "npm run tools".`, {
       cause: err,
@@ -44,7 +56,7 @@ export async function startTemporal(): Promise<TestWorkflowEnvironment> {
         await server.stop();
       }
     };
-    return env;
+    return { env, pid: server.process.pid ?? 0 };
   } catch (err) {
     await server.stop();
     throw err;
