@@ -122,6 +122,12 @@ export const ConfigEnv = z.object({
   ICN_WORKER_MAX_CACHED_WORKFLOWS: z.coerce.number().int().nonnegative().optional(),
   ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS: z.coerce.number().int().positive().optional(),
   ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: z.coerce.number().int().min(2).optional(),
+  /**
+   * How long one workflow activation may run before it is failed as stuck (the SDK's isolateExecutionTimeout, 5 s
+   * by default). Each entry into the workflow sandbox then starts and stops a watchdog thread (≈ 0.2 ms of CPU, a few
+   * per activation); 0 turns the watchdog off (patches/@temporalio+worker+*.patch): 8% less worker CPU at 2,000 sites.
+   */
+  ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS: z.coerce.number().int().nonnegative().optional(),
   LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
 });
 
@@ -158,6 +164,8 @@ export interface WorkerTuning {
   maxCachedWorkflows?: number;
   maxConcurrentActivityTaskPolls?: number;
   maxConcurrentWorkflowTaskPolls?: number;
+  /** Milliseconds; 0: no watchdog (see ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS). */
+  isolateExecutionTimeout?: number;
 }
 
 export class ConfigError extends Error {
@@ -226,6 +234,7 @@ export function parseConfig(env: Record<string, string | undefined>): Config {
         maxCachedWorkflows: e.ICN_WORKER_MAX_CACHED_WORKFLOWS,
         maxConcurrentActivityTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_POLLS,
         maxConcurrentWorkflowTaskPolls: e.ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS,
+        isolateExecutionTimeout: e.ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS,
       }).filter(([, v]) => v !== undefined),
     ),
     logLevel: e.LOG_LEVEL,

@@ -12,6 +12,7 @@ import { NativeConnection, DefaultLogger, Runtime, Worker, type WorkerOptions } 
 import { createActivities } from '../../src/activities/index.ts';
 import { createSiteActivities } from '../../src/activities/site.ts';
 import { BpaClient } from '../../src/clients/bpa/index.ts';
+import type { WorkerTuning } from '../../src/domain/config.ts';
 import { openStore } from '../../src/store/index.ts';
 import { dataConverter } from '../../src/temporal/connection.ts';
 import { realPeers } from '../../src/worker/peers.ts';
@@ -28,7 +29,8 @@ export type TunableWorkerOptions = Pick<
   | 'maxConcurrentWorkflowTaskPolls'
   | 'nonStickyToStickyPollRatio'
   | 'workflowThreadPoolSize'
->;
+> &
+  Pick<WorkerTuning, 'isolateExecutionTimeout'>;
 
 export interface WorkerStats {
   type: 'stats';

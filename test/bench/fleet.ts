@@ -94,6 +94,11 @@ const program = new Command()
   .option('--cached <n>', 'maxCachedWorkflows (every running site operation stays cached: no replays)', '12000')
   .option('--activity-pollers <n>', 'maxConcurrentActivityTaskPolls', '10')
   .option('--workflow-pollers <n>', 'maxConcurrentWorkflowTaskPolls', '10')
+  .option(
+    '--deadlock-timeout-ms <ms>',
+    'isolateExecutionTimeout (ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS): 0, no watchdog thread per entry into a workflow',
+    '0',
+  )
   .option('--pg-pool <n>', "the worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '50')
   .option('--worker-node-flags <flags>', "the worker process's Node flags", tunedWorkerNodeFlags)
   .option('--server-config <key=value>', 'a dynamic config value of the dev server (repeatable)', collect, [])
@@ -131,6 +136,7 @@ const opts = program.opts<{
   cached: string;
   activityPollers: string;
   workflowPollers: string;
+  deadlockTimeoutMs: string;
   workerNodeFlags: string;
   pgPool: string;
   serverConfig: string[];
@@ -173,6 +179,7 @@ const workerTuning: TunableWorkerOptions = opts.sdkDefaults
       maxCachedWorkflows: Number(opts.cached),
       maxConcurrentActivityTaskPolls: Number(opts.activityPollers),
       maxConcurrentWorkflowTaskPolls: Number(opts.workflowPollers),
+      isolateExecutionTimeout: Number(opts.deadlockTimeoutMs),
     };
 const workerNodeFlags = opts.sdkDefaults ? '' : opts.workerNodeFlags;
 const serverConfig = opts.serverConfig.length > 0 || opts.sdkDefaults ? opts.serverConfig : tunedServerConfig;

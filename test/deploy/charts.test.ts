@@ -682,6 +682,13 @@ describe('documentation and image', () => {
     expect(dockerfile).toContain(`ARG NODE_VERSION=${pkg.devDependencies.node!}`);
     expect(dockerfile).toContain(`ARG HELM_VERSION=${helm.version}`);
     expect(dockerfile).toMatch(/^COPY src \.\/src$/m);
+    // The SDK patch (patches/) is applied by npm ci's postinstall in the image too, and the context carries it.
+    expect(dockerfile).toMatch(/^COPY patches \.\/patches$/m);
+    const ignore = readFileSync(
+      join(import.meta.dirname, '..', '..', 'deploy', 'image', 'Dockerfile.dockerignore'),
+      'utf8',
+    );
+    expect(ignore).toMatch(/^!patches\/$/m);
     expect(dockerfile).toMatch(/^ENTRYPOINT \["node"\]$/m);
     const entryPoints = new Set<string>();
     for (const c of cases) {

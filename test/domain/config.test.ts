@@ -26,6 +26,13 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...base, ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS: '1' })).toThrow(
       /ICN_WORKER_MAX_CONCURRENT_WORKFLOW_TASK_POLLS/,
     );
+    // 0 is a value (no deadlock watchdog), not an absent one.
+    expect(parseConfig({ ...base, ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS: '0' }).workerTuning).toEqual({
+      isolateExecutionTimeout: 0,
+    });
+    expect(() => parseConfig({ ...base, ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS: '-1' })).toThrow(
+      /ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS/,
+    );
   });
 
   it('reads tokens with scopes and a rotated key set', () => {
