@@ -19,8 +19,6 @@ export interface DevServerOptions {
   uiPort?: number;
   namespace: string;
   codecEndpoint?: string;
-  /** How long to wait for the namespace to answer. */
-  readyTimeoutMs?: number;
   /** More arguments for `temporal server start-dev` (dynamic config values, for one). */
   extraArgs?: string[];
   /** Where the server's own output goes: the terminal in development, nowhere in tests (errors are kept either way). */
@@ -35,6 +33,8 @@ export interface DevServer {
 }
 
 const keywordType = 'Keyword';
+/** Ample on a loaded 2-core machine; the SDK's own launcher allows 5 s. */
+const readyTimeoutMs = 60_000;
 
 export async function startTemporalDevServer(opts: DevServerOptions): Promise<DevServer> {
   ensureGoTool(temporalCli);
@@ -70,7 +70,7 @@ export async function startTemporalDevServer(opts: DevServerOptions): Promise<De
     await exited;
   };
   try {
-    await waitForNamespace(address, opts.namespace, exited, opts.readyTimeoutMs ?? 60_000);
+    await waitForNamespace(address, opts.namespace, exited, readyTimeoutMs);
   } catch (err) {
     await stop();
     const output = stderr().trim();

@@ -72,7 +72,8 @@ export function workflowBundle(): Promise<WorkflowBundleWithSourceMap> {
 }
 
 const noop = () => undefined;
-const quietBundlerLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };
+/** A bundler logger that says nothing: webpack's output would bury the tests' own. */
+export const quietBundlerLogger = { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop };
 
 /** Each test gets its own task queue and workflow ids so that tests never see each other's work. */
 export function uniqueName(prefix: string): string {

@@ -10,11 +10,10 @@ import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode, type WorkflowBundleWithSourceMap } from '@temporalio/worker';
 import { createWorker } from '../../src/worker/worker.ts';
-import { startTemporal, testNamespace, uniqueName } from '../support/temporal.ts';
+import { quietBundlerLogger, startTemporal, testNamespace, uniqueName } from '../support/temporal.ts';
 import { testCodecKeys } from '../support/test-codec-keys.ts';
 import { spin } from './fixtures/spin-workflow.ts';
 
-const noop = () => undefined;
 let env: TestWorkflowEnvironment;
 let bundle: WorkflowBundleWithSourceMap;
 /** Iterations of spin() that take about 3 s here, three times the 1 s timeout under test. */
@@ -25,7 +24,7 @@ beforeAll(async () => {
     startTemporal(),
     bundleWorkflowCode({
       workflowsPath: new URL('./fixtures/spin-workflow.ts', import.meta.url).pathname,
-      logger: { trace: noop, debug: noop, info: noop, warn: noop, error: noop, log: noop },
+      logger: quietBundlerLogger,
     }),
   ]);
   const sample = 20_000_000;
