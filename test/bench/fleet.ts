@@ -39,7 +39,15 @@ import type { SimServerInfo, SimStats } from '../sim/server.ts';
 import type { SimBehaviour, SimJobTiming } from '../sim/sites.ts';
 import { type ChartSeries, lineChart } from './chart.ts';
 import type { TunableWorkerOptions, WorkerStats } from './fleet-worker.ts';
-import { cpuSeconds, findProcesses, loadAverage, machineBusySeconds, peakRssMB, rssMB } from './proc.ts';
+import {
+  cpuSeconds,
+  findProcesses,
+  loadAverage,
+  machineBusySeconds,
+  peakRssMB,
+  rssMB,
+  threadCpuSeconds,
+} from './proc.ts';
 
 interface Scenario {
   name: string;
@@ -214,6 +222,8 @@ interface ScenarioDetail {
   cpu: { worker: number; server: number; sim: number; postgres: number; machine: number };
   /** CPU milliseconds per host patched, by process. */
   cpuMsPerHost: Record<string, number>;
+  /** The worker's CPU seconds by thread (name): whether one thread is the one that holds the rest back. */
+  workerThreads: Record<string, number>;
   /** Each run of the rollout (continue-as-new), start and end in seconds from the rollout's start. */
   runs: { from: number; to: number; events: number }[];
   /** The largest site operation's history, against the issue's bound of 30 + 5 × hosts events. */
@@ -368,6 +378,11 @@ interface SiteBreakdown {
   total: number;
 }
 
+/** CPU seconds by thread spent between two readings of threadCpuSeconds. */
+function threadsSince(before: Record<string, number>, now: Record<string, number>): Record<string, number> {
+  return Object.fromEntries(Object.entries(now).map(([name, v]) => [name, v - (before[name] ?? 0)]));
+}
+
 /** Activity schedule-to-start latencies (ms), the history's size and where the site's time went. */
 async function siteHistory(
   env: TestWorkflowEnvironment,
@@ -488,6 +503,7 @@ async function runScenario(
       sim: cpuSeconds(sim.pid),
       machine: machineBusySeconds(),
       activities: (await askWorker(w)).completed,
+      threads: threadCpuSeconds(w.pid),
     };
 
     const rolloutId = `fleet-${s.name.replace(/[^a-z0-9-]/gi, '-')}-${Date.now()}`.toLowerCase();
@@ -527,23 +543,29 @@ async function runScenario(
       }
     };
     samplePg();
-    let last = { at: started, worker: before.worker, server: before.server, sim: before.sim };
+    let last = { at: started, worker: before.worker, server: before.server, sim: before.sim, threads: before.threads };
     for (let tick = 1; ; tick++) {
       if (await Promise.race([ended, sleep(2000).then(() => false)])) break;
       samplePg();
       if (tick % 5 !== 0) continue;
       const now = Date.now();
       const cpu = { worker: cpuSeconds(w.pid), server: cpuSeconds(serverPid), sim: cpuSeconds(sim.pid) };
+      const threads = threadCpuSeconds(w.pid);
       const span = (now - last.at) / 1000;
       const pct = (k: 'worker' | 'server' | 'sim') => Math.round(((cpu[k] - last[k]) / span) * 100);
+      const busiest = Object.entries(threadsSince(last.threads, threads))
+        .sort((a, b) => b[1] - a[1])
+        .slice(0, 3)
+        .map(([name, v]) => `${name} ${Math.round((v / span) * 100)}%`)
+        .join(', ');
       const view = await handle.query<OperationProgress>(progressQuery).catch(() => undefined);
       const c = view?.counts ?? {};
       console.log(
         `  ${Math.round((now - started) / 1000)} s: ${c.succeeded ?? '?'} done, ${c.running ?? '?'} running, ` +
           `${c.failed ?? 0} failed (${view?.step ?? ''}); CPU worker ${pct('worker')}% server ${pct('server')}% ` +
-          `sim ${pct('sim')}%; RSS worker ${rssMB(w.pid)} MB server ${rssMB(serverPid)} MB`,
+          `sim ${pct('sim')}% (worker threads: ${busiest}); RSS worker ${rssMB(w.pid)} MB server ${rssMB(serverPid)} MB`,
       );
-      last = { at: now, ...cpu };
+      last = { at: now, ...cpu, threads };
     }
     const outcome = await done;
     const wallSeconds = (Date.now() - started) / 1000;
@@ -556,6 +578,7 @@ async function runScenario(
       postgres: [...pg.values()].reduce((t, p) => t + p.last - p.first, 0),
       machine: machineBusySeconds() - before.machine,
     };
+    const workerThreads = threadsSince(before.threads, threadCpuSeconds(w.pid));
     const workerMaxRssMB = peakRssMB(w.pid);
     const serverMaxRssMB = peakRssMB(serverPid);
     const simStats = await simControl<SimStats>(sim.info, 'stats');
@@ -617,6 +640,7 @@ async function runScenario(
       cpuMsPerHost: Object.fromEntries(
         Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1000) / (s.sites * s.hostsPerSite))]),
       ),
+      workerThreads: Object.fromEntries(Object.entries(workerThreads).map(([k, v]) => [k, round(v)])),
       runs: runs
         .map((r) => ({
           from: round((r.startTime.getTime() - started) / 1000),
