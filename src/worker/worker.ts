@@ -26,6 +26,15 @@ export function workflowInterceptorModules(tracing: boolean): string[] {
  */
 export const maxHeartbeatThrottleInterval = '90 seconds';
 
+/**
+ * How long a workflow task waits on this worker's own (sticky) queue before the server offers it to any worker, which
+ * must then replay the whole history (the SDK's default is 10 s). In a 10,000-site rollout the worker is busy for
+ * minutes; measured with 10 s, a site's next step timed out there and then queued behind the other sites' first tasks
+ * on the shared queue: 231 s between two hosts. A worker that stops cleanly hands its workflows back at once; one that
+ * dies leaves them waiting this long, as long as its hosts' steps take to be noticed (their heartbeat timeout).
+ */
+export const stickyQueueScheduleToStartTimeout = '2 minutes';
+
 export interface WorkerSetup {
   connection: NativeConnection;
   namespace: string;
@@ -64,6 +73,7 @@ export async function createWorker(setup: WorkerSetup): Promise<Worker> {
     activities: setup.activities,
     dataConverter: dataConverter(setup.codecKeys),
     maxHeartbeatThrottleInterval,
+    stickyQueueScheduleToStartTimeout,
     ...setup.tuning,
     ...workflows,
     interceptors: {

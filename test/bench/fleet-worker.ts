@@ -16,7 +16,7 @@ import type { WorkerTuning } from '../../src/domain/config.ts';
 import { openStore } from '../../src/store/index.ts';
 import { dataConverter } from '../../src/temporal/connection.ts';
 import { realPeers } from '../../src/worker/peers.ts';
-import { maxHeartbeatThrottleInterval } from '../../src/worker/worker.ts';
+import { maxHeartbeatThrottleInterval, stickyQueueScheduleToStartTimeout } from '../../src/worker/worker.ts';
 import { testCodecKeys } from '../support/test-codec-keys.ts';
 
 export type TunableWorkerOptions = Pick<
@@ -29,6 +29,7 @@ export type TunableWorkerOptions = Pick<
   | 'maxConcurrentWorkflowTaskPolls'
   | 'nonStickyToStickyPollRatio'
   | 'workflowThreadPoolSize'
+  | 'stickyQueueScheduleToStartTimeout'
 > &
   Pick<WorkerTuning, 'isolateExecutionTimeout'>;
 
@@ -133,6 +134,7 @@ const worker = await Worker.create({
   dataConverter: dataConverter(testCodecKeys),
   workflowBundle: { codePath: env('ICN_BENCH_WORKFLOW_BUNDLE') },
   maxHeartbeatThrottleInterval,
+  stickyQueueScheduleToStartTimeout,
   ...tuning,
 });
 

@@ -6,8 +6,8 @@
  *
  * Per scenario, everything is fresh: a dev server, a PostgreSQL database holding the sites (PostgreSQL rather than
  * PGlite: it is production's store, and the only one a worker in another process can share; its CPU is then not the
- * worker's), the simulation (a child process) and the worker (a child process, so that its CPU and peak RSS are its
- * own). Results: bench/results/fleet.json and a chart of sites completed over time, bench/results/fleet.svg.
+ * workers'), the simulation (a child process) and the workers: as many processes as the global chart runs replicas
+ * (2; --workers), each with its own CPU and peak RSS. Results: bench/results/fleet.json and a chart of sites completed over time, bench/results/fleet.svg.
  *
  *   npm run bench -- fleet [scenario...] [options]   (node test/bench/fleet.ts --help)
  *   scenarios: every one below by default, or custom ones: SITESxHOSTS[@CONCURRENCY][:STEP], e.g. 20x3@20:2
@@ -17,7 +17,7 @@
  * per host patched, the worker's waits on the inventory and the BPAs, and the rollout's runs.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
@@ -103,11 +103,21 @@ const program = new Command()
   .option('--activity-pollers <n>', 'maxConcurrentActivityTaskPolls', '10')
   .option('--workflow-pollers <n>', 'maxConcurrentWorkflowTaskPolls', '10')
   .option(
+    '--non-sticky-ratio <r>',
+    "nonStickyToStickyPollRatio: the workflow pollers' share on the shared queue, where every site's first task waits",
+    '0.5',
+  )
+  .option(
     '--deadlock-timeout-ms <ms>',
     'isolateExecutionTimeout (ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS): 0, no watchdog thread per entry into a workflow',
     '0',
   )
-  .option('--pg-pool <n>', "the worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '50')
+  .option(
+    '--workers <n>',
+    "worker processes on the task queue: the global chart's default replicas (deploy/charts/icn-global: worker.replicas)",
+    '2',
+  )
+  .option('--pg-pool <n>', "each worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '25')
   .option('--worker-node-flags <flags>', "the worker process's Node flags", tunedWorkerNodeFlags)
   .option('--server-config <key=value>', 'a dynamic config value of the dev server (repeatable)', collect, [])
   .option(
@@ -132,6 +142,11 @@ const program = new Command()
     "the rollout's limits.bulkStartFrom: a turn of this many sites or more starts them in bulk, fewer as children " +
       '(a number above the fleet: every site a child)',
   )
+  .option(
+    '--merge',
+    'keep the scenarios of the results file (--out) that this run does not run, with their chart lines: a partial ' +
+      'rerun updates the file',
+  )
   .option('--sample <n>', 'sites whose histories are read for schedule-to-start latencies', '200')
   .option('--out <file>', 'results file (the chart goes beside it, .svg)', 'bench/results/fleet.json')
   .parse();
@@ -144,15 +159,18 @@ const opts = program.opts<{
   cached: string;
   activityPollers: string;
   workflowPollers: string;
+  nonStickyRatio: string;
   deadlockTimeoutMs: string;
   workerNodeFlags: string;
   pgPool: string;
+  workers: string;
   serverConfig: string[];
   serverEnv: string[];
   sdkDefaults?: boolean;
   preload: string[];
   sample: string;
   bulkStartFrom?: string;
+  merge?: boolean;
   out: string;
 }>();
 
@@ -187,6 +205,7 @@ const workerTuning: TunableWorkerOptions = opts.sdkDefaults
       maxCachedWorkflows: Number(opts.cached),
       maxConcurrentActivityTaskPolls: Number(opts.activityPollers),
       maxConcurrentWorkflowTaskPolls: Number(opts.workflowPollers),
+      nonStickyToStickyPollRatio: Number(opts.nonStickyRatio),
       isolateExecutionTimeout: Number(opts.deadlockTimeoutMs),
     };
 const workerNodeFlags = opts.sdkDefaults ? '' : opts.workerNodeFlags;
@@ -213,6 +232,9 @@ interface ScenarioResult {
   maxHistoryBytes: number;
   workerMaxRssMB: number;
   serverMaxRssMB: number;
+  /** Beyond the issue's shape: the worker processes that served the scenario, and the code it ran. */
+  workers: number;
+  commit: string;
 }
 
 /** What the console and the chart get beside the results. */
@@ -236,6 +258,8 @@ interface ScenarioDetail {
   sim: SimStats;
   loadBefore: number;
   seedSeconds: number;
+  /** The worker processes' peak RSS summed. */
+  workersRssMB: number;
 }
 
 const round = (v: number, digits = 1) => Math.round(v * 10 ** digits) / 10 ** digits;
@@ -326,6 +350,60 @@ async function simControl<T>(info: SimServerInfo, path: string, body?: unknown):
   return (await res.json()) as T;
 }
 
+const sumOf = (pids: number[], f: (pid: number) => number): number => pids.reduce((t, pid) => t + f(pid), 0);
+
+/** CPU seconds by thread name, the worker processes' threads of one name summed. */
+function workerThreadCpu(pids: number[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const pid of pids)
+    for (const [name, v] of Object.entries(threadCpuSeconds(pid))) out[name] = (out[name] ?? 0) + v;
+  return out;
+}
+
+/** The workers' counts summed; of latencies, counts summed, means weighted by count, the larger p99 and max. */
+async function askWorkers(ws: Child[]): Promise<WorkerStats & { workers: number }> {
+  const all = await Promise.all(ws.map(askWorker));
+  const add = (into: Record<string, number>, from: Record<string, number>) => {
+    for (const [k, v] of Object.entries(from)) into[k] = (into[k] ?? 0) + v;
+  };
+  const merged: WorkerStats & { workers: number } = {
+    type: 'stats',
+    workers: all.length,
+    completed: 0,
+    failed: 0,
+    byType: {},
+    maxRssMB: 0,
+    cpuSeconds: 0,
+    eventLoopDelay: { mean: 0, p99: 0, max: 0 },
+    waits: {},
+    statements: {},
+  };
+  for (const st of all) {
+    merged.completed += st.completed;
+    merged.failed += st.failed;
+    add(merged.byType, st.byType);
+    add(merged.statements, st.statements);
+    merged.maxRssMB = Math.max(merged.maxRssMB, st.maxRssMB);
+    merged.cpuSeconds += st.cpuSeconds;
+    const d = merged.eventLoopDelay;
+    merged.eventLoopDelay = {
+      mean: Math.max(d.mean, st.eventLoopDelay.mean),
+      p99: Math.max(d.p99, st.eventLoopDelay.p99),
+      max: Math.max(d.max, st.eventLoopDelay.max),
+    };
+    for (const [k, w] of Object.entries(st.waits)) {
+      const m = merged.waits[k] ?? { count: 0, mean: 0, p99: 0 };
+      const count = m.count + w.count;
+      merged.waits[k] = {
+        count,
+        mean: count === 0 ? 0 : round((m.mean * m.count + w.mean * w.count) / count),
+        p99: Math.max(m.p99, w.p99),
+      };
+    }
+  }
+  return merged;
+}
+
 function askWorker(c: Child): Promise<WorkerStats> {
   return new Promise((resolve) => {
     const listener = (message: { type?: string }) => {
@@ -359,8 +437,16 @@ async function listAll(env: TestWorkflowEnvironment, query: string): Promise<Wor
 
 /** Where a site's own time went, in seconds, from its history (all its hosts' steps are `stepSeconds` each). */
 interface SiteBreakdown {
+  /** The rollout's start to this site's operation started (outside the site's own time). */
+  startDelay: number;
   /** Start to the first host's activity scheduled: plan, artifacts and kubeconfig. */
   preamble: number;
+  /** Of which: start to the first workflow task completed (the plan's and the kubeconfig's local activities). */
+  firstTask: number;
+  /** The artifacts' upload, scheduled to completed. */
+  distribute: number;
+  /** Its completion to the first host's activity scheduled: the workflow task in between. */
+  toFirstHost: number;
   /** Host activities waiting in the task queue (schedule to start). */
   hostDispatch: number;
   /** Host activities' run time beyond their simulated steps: API calls, the BPA job's polling. */
@@ -390,6 +476,7 @@ async function siteHistory(
   site: string,
   workflowId: string,
   stepSeconds: number,
+  rolloutStarted: number,
 ) {
   const history = await env.client.workflow.getHandle(workflowId).fetchHistory();
   const jobs = await simControl<SimJobTiming[]>(sim, `sites/${site}/jobs`);
@@ -398,8 +485,11 @@ async function siteHistory(
   const started = new Map<string, number>();
   const latencies: number[] = [];
   const hosts: { scheduled: number; started: number; completed: number; job?: SimJobTiming }[] = [];
+  let firstTaskDone: number | undefined;
+  const distribute = { scheduled: 0, completed: 0 };
   for (const e of events) {
     const at = ms(e.eventTime);
+    if (e.workflowTaskCompletedEventAttributes) firstTaskDone ??= at;
     const s = e.activityTaskScheduledEventAttributes;
     if (s) scheduled.set(String(e.eventId), { at, type: s.activityType?.name ?? '', activityId: s.activityId ?? '' });
     const st = e.activityTaskStartedEventAttributes;
@@ -410,6 +500,7 @@ async function siteHistory(
     }
     const done = e.activityTaskCompletedEventAttributes;
     const sch = done ? scheduled.get(String(done.scheduledEventId)) : undefined;
+    if (done && sch?.type === 'distributeArtifacts') Object.assign(distribute, { scheduled: sch.at, completed: at });
     if (done && sch?.type === 'patchHost') {
       // The BPA job's id is derived from the activity's: `<workflow id>-<activity id>-install`.
       const job = jobs.find((j) => j.id.endsWith(`-${sch.activityId}-install`));
@@ -425,8 +516,13 @@ async function siteHistory(
   const last = ms(events.at(-1)?.eventTime);
   hosts.sort((a, b) => a.scheduled - b.scheduled);
   const sum = (f: (h: (typeof hosts)[number], i: number) => number) => hosts.reduce((t, h, i) => t + f(h, i), 0) / 1000;
+  const firstHost = hosts[0]?.scheduled ?? last;
   const breakdown: SiteBreakdown = {
-    preamble: ((hosts[0]?.scheduled ?? last) - first) / 1000,
+    startDelay: (first - rolloutStarted) / 1000,
+    preamble: (firstHost - first) / 1000,
+    firstTask: ((firstTaskDone ?? first) - first) / 1000,
+    distribute: (distribute.completed - distribute.scheduled) / 1000,
+    toFirstHost: distribute.completed === 0 ? 0 : (firstHost - distribute.completed) / 1000,
     hostDispatch: sum((h) => h.started - h.scheduled),
     hostExcess: sum((h) => h.completed - h.started - stepSeconds * 1000),
     beforeJob: sum((h) => (h.job ? h.job.createdAt - h.started : 0)),
@@ -473,7 +569,7 @@ async function runScenario(
   const store = opened.value;
   const sim = simulation.value;
   live.server = serverPid;
-  let worker: Child | undefined;
+  const workers: Child[] = [];
   try {
     const layout = simLayout(s.hostsPerSite);
     const behaviour: Partial<SimBehaviour> = { hostStepSeconds: s.hostStepSeconds };
@@ -485,7 +581,7 @@ async function runScenario(
     const seedSeconds = (performance.now() - seedStarted) / 1000;
     console.log(`inventory: ${s.sites} sites in ${seedSeconds.toFixed(1)} s`);
     const database = (await store.sql.query<{ db: string }>('SELECT current_database() AS db'))[0]?.db ?? '';
-    worker = await startWorker({
+    const workerEnv = {
       ICN_BENCH_TEMPORAL_ADDRESS: env.address,
       ICN_BENCH_NAMESPACE: testNamespace,
       ICN_BENCH_TASK_QUEUE: taskQueue,
@@ -495,15 +591,17 @@ async function runScenario(
       ICN_BENCH_WORKER_OPTIONS: JSON.stringify(workerTuning),
       ...(bpaPollMs() !== undefined && { ICN_BENCH_BPA_POLL_MS: String(bpaPollMs()) }),
       ICN_BENCH_PG_POOL: opts.pgPool,
-    });
-    const w = worker;
+    };
+    // Started one after another: each bundle's load is the machine's whole attention for a few seconds.
+    for (let i = 0; i < Number(opts.workers); i++) workers.push(await startWorker(workerEnv));
+    const pids = workers.map((w) => w.pid);
     const before = {
-      worker: cpuSeconds(w.pid),
+      worker: sumOf(pids, cpuSeconds),
       server: cpuSeconds(serverPid),
       sim: cpuSeconds(sim.pid),
       machine: machineBusySeconds(),
-      activities: (await askWorker(w)).completed,
-      threads: threadCpuSeconds(w.pid),
+      activities: (await askWorkers(workers)).completed,
+      threads: workerThreadCpu(pids),
     };
 
     const rolloutId = `fleet-${s.name.replace(/[^a-z0-9-]/gi, '-')}-${Date.now()}`.toLowerCase();
@@ -549,8 +647,8 @@ async function runScenario(
       samplePg();
       if (tick % 5 !== 0) continue;
       const now = Date.now();
-      const cpu = { worker: cpuSeconds(w.pid), server: cpuSeconds(serverPid), sim: cpuSeconds(sim.pid) };
-      const threads = threadCpuSeconds(w.pid);
+      const cpu = { worker: sumOf(pids, cpuSeconds), server: cpuSeconds(serverPid), sim: cpuSeconds(sim.pid) };
+      const threads = workerThreadCpu(pids);
       const span = (now - last.at) / 1000;
       const pct = (k: 'worker' | 'server' | 'sim') => Math.round(((cpu[k] - last[k]) / span) * 100);
       const busiest = Object.entries(threadsSince(last.threads, threads))
@@ -563,23 +661,25 @@ async function runScenario(
       console.log(
         `  ${Math.round((now - started) / 1000)} s: ${c.succeeded ?? '?'} done, ${c.running ?? '?'} running, ` +
           `${c.failed ?? 0} failed (${view?.step ?? ''}); CPU worker ${pct('worker')}% server ${pct('server')}% ` +
-          `sim ${pct('sim')}% (worker threads: ${busiest}); RSS worker ${rssMB(w.pid)} MB server ${rssMB(serverPid)} MB`,
+          `sim ${pct('sim')}% (worker threads: ${busiest}); RSS worker ${sumOf(pids, rssMB)} MB server ${rssMB(serverPid)} MB`,
       );
       last = { at: now, ...cpu, threads };
     }
     const outcome = await done;
     const wallSeconds = (Date.now() - started) / 1000;
     samplePg();
-    const activities = await askWorker(w);
+    const activities = await askWorkers(workers);
     const cpu = {
-      worker: cpuSeconds(w.pid) - before.worker,
+      worker: sumOf(pids, cpuSeconds) - before.worker,
       server: cpuSeconds(serverPid) - before.server,
       sim: cpuSeconds(sim.pid) - before.sim,
       postgres: [...pg.values()].reduce((t, p) => t + p.last - p.first, 0),
       machine: machineBusySeconds() - before.machine,
     };
-    const workerThreads = threadsSince(before.threads, threadCpuSeconds(w.pid));
-    const workerMaxRssMB = peakRssMB(w.pid);
+    const workerThreads = threadsSince(before.threads, workerThreadCpu(pids));
+    // The issue's figure is a worker's: the larger peak of the processes (their sum is printed beside it).
+    const workerMaxRssMB = Math.max(...pids.map(peakRssMB));
+    const workersRssMB = sumOf(pids, peakRssMB);
     const serverMaxRssMB = peakRssMB(serverPid);
     const simStats = await simControl<SimStats>(sim.info, 'stats');
     console.log(
@@ -601,7 +701,7 @@ async function runScenario(
     const breakdowns: SiteBreakdown[] = [];
     await inBatches(sample, 8, async (info) => {
       const site = info.workflowId.split('/')[1] ?? '';
-      const h = await siteHistory(env, sim.info, site, info.workflowId, s.hostStepSeconds);
+      const h = await siteHistory(env, sim.info, site, info.workflowId, s.hostStepSeconds, started);
       latencies.push(...h.latencies);
       breakdowns.push(h.breakdown);
       sampleEventsMax = Math.max(sampleEventsMax, h.events);
@@ -626,6 +726,8 @@ async function runScenario(
       maxHistoryBytes: Math.max(siteBytes, ...all.map((i) => i.historySize ?? 0)),
       workerMaxRssMB,
       serverMaxRssMB,
+      workers: workers.length,
+      commit: commit(),
     };
     const detail: ScenarioDetail = {
       completions,
@@ -668,6 +770,7 @@ async function runScenario(
       sim: simStats,
       loadBefore,
       seedSeconds: round(seedSeconds),
+      workersRssMB,
     };
     console.log(
       JSON.stringify({
@@ -683,10 +786,12 @@ async function runScenario(
     console.log(`simulation requests: ${JSON.stringify(simStats.requests)}`);
     return { result, detail };
   } finally {
-    if (worker) {
-      worker.process.send({ type: 'stop' });
-      await stop(worker);
-    }
+    await Promise.all(
+      workers.map(async (w) => {
+        w.process.send({ type: 'stop' });
+        await stop(w);
+      }),
+    );
     await stop(sim);
     await env.teardown();
     live.server = undefined;
@@ -708,7 +813,7 @@ console.log(
     `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
     `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(opts.serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
-    `PostgreSQL pool ${opts.pgPool}, ` +
+    `${opts.workers} worker process(es), PostgreSQL pool ${opts.pgPool} each, ` +
     `preloaded modules ${JSON.stringify(opts.preload)}. ` +
     'The profiles change only binary packages: Helm is not called.',
 );
@@ -716,12 +821,34 @@ const results: ScenarioResult[] = [];
 const series: ChartSeries[] = [];
 const benchStarted = performance.now();
 const runDate = new Date().toISOString();
+/** The chart's lines beside the results, by scenario, so that --merge can draw the scenarios it keeps. */
+const seriesFile = opts.out.replace(/\.json$/, '.series.json');
+const kept: { results: ScenarioResult[]; series: Record<string, ChartSeries> } =
+  opts.merge === true && existsSync(opts.out)
+    ? {
+        results: (JSON.parse(readFileSync(opts.out, 'utf8')) as { scenarios: ScenarioResult[] }).scenarios,
+        series: existsSync(seriesFile)
+          ? (JSON.parse(readFileSync(seriesFile, 'utf8')) as Record<string, ChartSeries>)
+          : {},
+      }
+    : { results: [], series: {} };
 
 /** Written after every scenario: a later one that fails or is interrupted loses none of those done. */
 function writeResults(): object {
-  const output = { date: runDate, commit: commit(), cores: availableParallelism(), scenarios: results };
+  // A kept scenario stays where it was; one run again takes its place.
+  const ran = new Map(results.map((r, i) => [r.name, { result: r, series: series[i] }]));
+  const order = [...new Set([...kept.results.map((r) => r.name), ...results.map((r) => r.name)])];
+  const scenarios = order.flatMap((name) => ran.get(name)?.result ?? kept.results.find((r) => r.name === name) ?? []);
+  const lines = Object.fromEntries(
+    order.flatMap((name) => {
+      const line = ran.has(name) ? ran.get(name)?.series : kept.series[name];
+      return line ? [[name, line]] : [];
+    }),
+  );
+  const output = { date: runDate, commit: commit(), cores: availableParallelism(), scenarios };
   mkdirSync(dirname(opts.out), { recursive: true });
   writeFileSync(opts.out, `${JSON.stringify(output, null, 2)}\n`);
+  writeFileSync(seriesFile, `${JSON.stringify(lines)}\n`);
   writeFileSync(
     opts.out.replace(/\.json$/, '.svg'),
     lineChart({
@@ -730,7 +857,7 @@ function writeResults(): object {
       xLabel: 'seconds since the rollout started',
       yLabel: '% of the scenario’s sites patched',
       yMax: 100,
-      series,
+      series: Object.values(lines),
     }),
   );
   return output;

@@ -893,6 +893,8 @@ describe('helm install into the lab API server', () => {
     expect(worker.livenessProbe).toMatchObject({ httpGet: { path: '/healthz', port: 'health' } });
     expect(envOf(worker, 'ICN_WORKER_METRICS_PORT')?.value).toBe('9464');
     expect(envOf(worker, 'ICN_WORKER_MAX_CONCURRENT_ACTIVITY_TASK_EXECUTIONS')?.value).toBe('4000');
+    // A ratio stays a fraction (the counts are printed as integers).
+    expect(envOf(worker, 'ICN_WORKER_NON_STICKY_TO_STICKY_POLL_RATIO')?.value).toBe('0.5');
     expect(envOf(worker, 'ICN_API_TOKENS')).toBeUndefined();
     const monitors = global.filter((o) => o.kind === 'ServiceMonitor');
     expect(monitors.map((m) => (m.spec as { endpoints: { port: string }[] }).endpoints[0]!.port).sort()).toEqual([

@@ -33,6 +33,14 @@ describe('parseConfig', () => {
     expect(() => parseConfig({ ...base, ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS: '-1' })).toThrow(
       /ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS/,
     );
+    expect(parseConfig({ ...base, ICN_WORKER_NON_STICKY_TO_STICKY_POLL_RATIO: '0.5' }).workerTuning).toEqual({
+      nonStickyToStickyPollRatio: 0.5,
+    });
+    for (const ratio of ['0', '1.5']) {
+      expect(() => parseConfig({ ...base, ICN_WORKER_NON_STICKY_TO_STICKY_POLL_RATIO: ratio })).toThrow(
+        /ICN_WORKER_NON_STICKY_TO_STICKY_POLL_RATIO/,
+      );
+    }
   });
 
   it('reads tokens with scopes and a rotated key set', () => {
