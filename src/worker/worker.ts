@@ -30,8 +30,9 @@ export const maxHeartbeatThrottleInterval = '90 seconds';
  * How long a workflow task waits on this worker's own (sticky) queue before the server offers it to any worker, which
  * must then replay the whole history (the SDK's default is 10 s). In a 10,000-site rollout the worker is busy for
  * minutes; measured with 10 s, a site's next step timed out there and then queued behind the other sites' first tasks
- * on the shared queue: 231 s between two hosts. A worker that stops cleanly hands its workflows back at once; one that
- * dies leaves them waiting this long, as long as its hosts' steps take to be noticed (their heartbeat timeout).
+ * on the shared queue: 231 s between two hosts. A worker that stops cleanly hands its workflows back at once; tasks
+ * already queued for one that dies wait up to this long, as long as its hosts' steps take to be noticed (their
+ * heartbeat timeout).
  */
 export const stickyQueueScheduleToStartTimeout = '2 minutes';
 
