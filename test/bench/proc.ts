@@ -1,12 +1,16 @@
 /** What /proc says of a process and of the machine: CPU time and memory, for the benchmarks' reports. */
 import { readdirSync, readFileSync } from 'node:fs';
 
+/** utime + stime, in seconds, of a /proc stat line (a process's or a thread's). */
+function statCpuSeconds(stat: string): number {
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / 100;
+}
+
 /** utime + stime of a process, in seconds (0 once it is gone). */
 export function cpuSeconds(pid: number): number {
   try {
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-    return (Number(fields[11]) + Number(fields[12])) / 100;
+    return statCpuSeconds(readFileSync(`/proc/${pid}/stat`, 'utf8'));
   } catch {
     return 0;
   }
@@ -69,8 +73,7 @@ export function threadCpuSeconds(pid: number): Record<string, number> {
     try {
       const stat = readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
       const name = tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'));
-      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
-      out[name] = (out[name] ?? 0) + (Number(fields[11]) + Number(fields[12])) / 100;
+      out[name] = (out[name] ?? 0) + statCpuSeconds(stat);
     } catch {
       // The thread ended between the listing and the read.
     }
