@@ -249,9 +249,17 @@ interface ScenarioDetail {
   /** Each run of the rollout (continue-as-new), start and end in seconds from the rollout's start. */
   runs: { from: number; to: number; events: number }[];
   /** The largest site operation's history, against the issue's bound of 30 + 5 × hosts events. */
-  siteHistory: { maxEvents: number; maxBytes: number; allowedEvents: number };
+  siteHistory: { maxEvents: number; maxBytes: number; allowedEvents: number; largest: LargestHistory[] };
   /** Sampled sites' own time, mean and max, by part. */
   siteTime: Record<string, { mean: number; max: number }>;
+  progressQueries: {
+    asked: number;
+    failed: number;
+    over2s: number;
+    p50Ms: number;
+    maxMs: number;
+    errors: Record<string, number>;
+  };
   rolloutRuns: number;
   counts: Record<string, number>;
   activities: WorkerStats;
@@ -542,6 +550,42 @@ async function siteHistory(
   return { latencies, events: events.length, bytes, breakdown };
 }
 
+/** A site history among the largest: what its events were, so that one past the bound says why. */
+interface LargestHistory {
+  workflowId: string;
+  events: number;
+  /** Events by type, e.g. WorkflowTaskTimedOut: 2. */
+  types: Record<string, number>;
+  /** Each workflow task that timed out, with which timeout (sticky schedule-to-start, start-to-close). */
+  taskTimeouts: string[];
+  /** Every event: seconds since the first, its type, and for a workflow task's the queue or worker. */
+  timeline: string[];
+}
+
+async function largestHistory(env: TestWorkflowEnvironment, workflowId: string): Promise<LargestHistory> {
+  const events = (await env.client.workflow.getHandle(workflowId).fetchHistory()).events ?? [];
+  const types: Record<string, number> = {};
+  const taskTimeouts: string[] = [];
+  const timeline: string[] = [];
+  const first = ms(events[0]?.eventTime);
+  for (const e of events) {
+    const kind = (Object.keys(e).find((k) => k.endsWith('EventAttributes') && e[k as keyof typeof e]) ?? '?').replace(
+      'EventAttributes',
+      '',
+    );
+    types[kind] = (types[kind] ?? 0) + 1;
+    const where =
+      e.workflowTaskScheduledEventAttributes?.taskQueue?.name ?? e.workflowTaskStartedEventAttributes?.identity ?? '';
+    timeline.push(`${((ms(e.eventTime) - first) / 1000).toFixed(2)} ${kind} ${where}`.trim());
+    const timedOut = e.workflowTaskTimedOutEventAttributes;
+    if (timedOut) {
+      const type = proto.temporal.api.enums.v1.TimeoutType[timedOut.timeoutType ?? 0];
+      taskTimeouts.push(`${type} at ${((ms(e.eventTime) - first) / 1000).toFixed(1)} s`);
+    }
+  }
+  return { workflowId, events: events.length, types, taskTimeouts, timeline };
+}
+
 async function inBatches<T>(items: T[], size: number, each: (item: T) => Promise<void>): Promise<void> {
   for (let i = 0; i < items.length; i += size) await Promise.all(items.slice(i, i + size).map(each));
 }
@@ -641,6 +685,8 @@ async function runScenario(
       }
     };
     samplePg();
+    /** The rollout's progress as an operator asks for it while it runs: how long the answer took, and what failed. */
+    const queries = { ms: [] as number[], failed: 0, errors: {} as Record<string, number> };
     let last = { at: started, worker: before.worker, server: before.server, sim: before.sim, threads: before.threads };
     for (let tick = 1; ; tick++) {
       if (await Promise.race([ended, sleep(2000).then(() => false)])) break;
@@ -656,7 +702,14 @@ async function runScenario(
         .slice(0, 3)
         .map(([name, v]) => `${name} ${Math.round((v / span) * 100)}%`)
         .join(', ');
-      const view = await handle.query<OperationProgress>(progressQuery).catch(() => undefined);
+      const asked = performance.now();
+      const view = await handle.query<OperationProgress>(progressQuery).catch((err: unknown) => {
+        const message = err instanceof Error ? `${err.name}: ${err.message}` : String(err);
+        queries.errors[message] = (queries.errors[message] ?? 0) + 1;
+        return undefined;
+      });
+      queries.ms.push(Math.round(performance.now() - asked));
+      if (!view) queries.failed++;
       const c = view?.counts ?? {};
       console.log(
         `  ${Math.round((now - started) / 1000)} s: ${c.succeeded ?? '?'} done, ${c.running ?? '?'} running, ` +
@@ -709,6 +762,13 @@ async function runScenario(
     });
     latencies.sort((a, b) => a - b);
     const siteEvents = Math.max(sampleEventsMax, ...sitesRun.map((i) => i.historyLength));
+    // The three largest site histories, told event by event type: a site past the bound shows what it repeated.
+    const largest = await Promise.all(
+      [...sitesRun]
+        .sort((a, b) => b.historyLength - a.historyLength)
+        .slice(0, 3)
+        .map((i) => largestHistory(env, i.workflowId)),
+    );
     const siteBytes = Math.max(sampleBytesMax, ...sitesRun.map((i) => i.historySize ?? 0));
     const all = [...sitesRun, ...runs];
     const result: ScenarioResult = {
@@ -754,6 +814,7 @@ async function runScenario(
         maxEvents: siteEvents,
         maxBytes: siteBytes,
         allowedEvents: 30 + 5 * s.hostsPerSite,
+        largest,
       },
       siteTime: Object.fromEntries(
         (Object.keys(breakdowns[0] ?? {}) as (keyof SiteBreakdown)[]).map((k) => [
@@ -764,6 +825,18 @@ async function runScenario(
           },
         ]),
       ),
+      progressQueries: {
+        asked: queries.ms.length,
+        failed: queries.failed,
+        // The API waits 2 s for the answer (src/api/temporal-status.ts): slower ones it shows without progress.
+        over2s: queries.ms.filter((m) => m > 2000).length,
+        p50Ms: percentile(
+          [...queries.ms].sort((a, b) => a - b),
+          50,
+        ),
+        maxMs: Math.max(0, ...queries.ms),
+        errors: queries.errors,
+      },
       rolloutRuns: runs.length,
       counts: outcome.counts,
       activities,

@@ -7,6 +7,7 @@ describe('siteOperationStart', () => {
     const start = siteOperationStart('edge-1', 'patch', 'rollout-7');
     expect(start.workflowId).toBe('site/edge-1/patch');
     expect(start.workflowIdReusePolicy).toBe('ALLOW_DUPLICATE');
+    expect(start.workflowTaskTimeout).toBe('30 seconds');
     expect(start.typedSearchAttributes.map((p) => [p.key.name, p.value])).toEqual([
       ['IcnSite', 'edge-1'],
       ['IcnOperation', 'patch'],

@@ -367,6 +367,8 @@ describe('fleetRollout', () => {
     for (const site of ['bk-1-hang', 'bk-2-hang']) {
       const described = await env.client.workflow.getHandle(`site/${site}/patch`).describe();
       expect(described.typedSearchAttributes.get(rolloutAttribute)).toBe(handle.workflowId.slice('rollout/'.length));
+      // A site's task may take 30 s on a busy worker before it is given to another (siteOperationTaskTimeout).
+      expect(Number(described.raw.executionConfig?.defaultWorkflowTaskTimeout?.seconds)).toBe(30);
     }
     await handle.cancel();
     await expect(handle.result()).rejects.toThrow();
