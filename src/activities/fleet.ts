@@ -3,7 +3,7 @@
  * at a time so that no single result grows with the fleet) and which sites are busy with another kind of operation.
  */
 import { Context } from '@temporalio/activity';
-import { type Client, WorkflowNotFoundError } from '@temporalio/client';
+import type { Client } from '@temporalio/client';
 import { WorkflowExecutionAlreadyStartedError } from '@temporalio/common';
 import {
   type OperationType,
@@ -14,12 +14,12 @@ import {
   SiteOperationType,
   workflowTypes,
 } from '../domain/operations.ts';
-import { rolloutSiteEndedSignal } from '../domain/keys.ts';
 import { rolloutAttribute, siteAttribute } from '../temporal/search-attributes.ts';
 import { siteOperationStart } from '../temporal/site-operation-start.ts';
 import type { Labels } from '../domain/meta.ts';
 import type { Store } from '../store/index.ts';
 import type { StoredObject } from '../store/resources.ts';
+import { SiteOutcomeReports } from './site-outcome-reports.ts';
 import type { SiteSpec, SiteStatus } from '../domain/site.ts';
 import type {
   FleetActivities,
@@ -123,6 +123,8 @@ export function createFleetActivities(deps: FleetActivityDeps) {
 export function createRolloutSiteActivities(
   temporal: () => Client = () => Context.current().client,
 ): Pick<FleetActivities, 'startRolloutSites' | 'reportSiteOutcome' | 'findUnreportedSites'> {
+  // One per worker: the site operations it runs report together.
+  const reports = new SiteOutcomeReports();
   return {
     async startRolloutSites(input: RolloutSitesStart): Promise<RolloutSitesStarted> {
       const client = temporal();
@@ -161,13 +163,7 @@ export function createRolloutSiteActivities(
     },
 
     async reportSiteOutcome(input: { rollout: string; ended: RolloutSiteEnded }): Promise<void> {
-      try {
-        await temporal().workflow.getHandle(input.rollout).signal(rolloutSiteEndedSignal, input.ended);
-      } catch (err) {
-        // A rollout that ended (cancelled, terminated) no longer waits for anyone.
-        if (err instanceof WorkflowNotFoundError) return;
-        throw err;
-      }
+      await reports.report(temporal(), input.rollout, input.ended);
     },
 
     async findUnreportedSites(input: { rolloutId: string; operation: OperationType }): Promise<RolloutSiteEnded[]> {

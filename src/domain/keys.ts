@@ -26,6 +26,8 @@ export const progressQuery = 'progress';
  * the rollout continues as new without waiting for its sites, and a later run learns of them only this way.
  */
 export const rolloutSiteEndedSignal = 'rolloutSiteEnded';
+/** Several sites' ends in one signal: how a worker sends the reports its site operations make close together. */
+export const rolloutSitesEndedSignal = 'rolloutSitesEnded';
 export const pauseSignal = 'pause';
 export const resumeSignal = 'resume';
 

@@ -218,9 +218,15 @@ export interface FleetRolloutInput {
    * as new to start more (a cluster that raised it says so here, at most 10,000). unreportedSweepSeconds: how often
    * a run looks for sites of earlier runs that closed without reporting (terminated), 300 by default. bulkStartFrom:
    * a turn that starts this many sites or more starts them with one activity per 500 instead of as children (20 by
-   * default; the server records one workflow's child starts one after another).
+   * default; the server records one workflow's child starts one after another). maxEventsPerRun: a run continues as
+   * new past this many history events if the server has not suggested it first (20,000 by default, 100 to 40,000).
    */
-  limits?: { maxPendingChildren?: number; unreportedSweepSeconds?: number; bulkStartFrom?: number };
+  limits?: {
+    maxPendingChildren?: number;
+    unreportedSweepSeconds?: number;
+    bulkStartFrom?: number;
+    maxEventsPerRun?: number;
+  };
   /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
   carry?: RolloutCarry;
 }

@@ -22,6 +22,7 @@ import {
   resumeSignal,
   rolloutQuery,
   rolloutSiteEndedSignal,
+  rolloutSitesEndedSignal,
   rolloutUpdates,
   siteOperationId,
   workflowTypes,
@@ -58,15 +59,18 @@ export const rolloutView = defineQuery<RolloutView>(rolloutQuery);
 const pauseSignalDef = defineSignal(pauseSignal);
 const resumeSignalDef = defineSignal(resumeSignal);
 export const siteEndedSignal = defineSignal<[RolloutSiteEnded]>(rolloutSiteEndedSignal);
+/** What workers send: the ends of the sites they ran within a fraction of a second (src/activities/site-outcome-reports.ts). */
+export const sitesEndedSignal = defineSignal<[RolloutSiteEnded[]]>(rolloutSitesEndedSignal);
 
 /**
- * A run's history grows by four to five events per site (child initiated, started, its end signalled, closed if the
- * run still lives, and a share of workflow tasks; two more with a site timeout). A run continues as new when the
+ * A run's history grows by four to five events per site started as a child (child initiated, started, its end
+ * signalled, closed if the run still lives, and a share of workflow tasks; two more with a site timeout), by less than
+ * one for sites started in bulk (their ends arrive batched, src/activities/site-outcome-reports.ts). A run continues as new when the
  * server suggests it (a few thousand events) or past this many, without waiting for its sites: they report their
  * end to whichever run is current, so the window stays full across runs and no history nears Temporal's hard limit
  * of 51,200 events, whatever the fleet's size.
  */
-const maxEventsPerRun = 20_000;
+const defaultMaxEventsPerRun = 20_000;
 /** How often a run asks which of the sites earlier runs started closed without reporting (terminated, timed out). */
 const defaultSweepSeconds = 300;
 /** The server's default limit on a workflow's pending children (limit.numPendingChildExecutions.error). */
@@ -175,6 +179,7 @@ class Rollout {
   private alarmAt: number | undefined;
   private readonly maxPendingChildren: number;
   private readonly bulkStartFrom: number;
+  private readonly maxEventsPerRun: number;
   private readonly sitesGauge = new SitesGauge();
 
   constructor(input: FleetRolloutInput) {
@@ -187,6 +192,8 @@ class Rollout {
     const limit = input.limits?.maxPendingChildren ?? defaultMaxPendingChildren;
     this.maxPendingChildren = Math.min(Math.max(Math.trunc(limit), 1), 10_000);
     this.bulkStartFrom = Math.max(Math.trunc(input.limits?.bulkStartFrom ?? defaultBulkStartFrom), 1);
+    const events = input.limits?.maxEventsPerRun ?? defaultMaxEventsPerRun;
+    this.maxEventsPerRun = Math.min(Math.max(Math.trunc(events), 100), 40_000);
     this.sweepMs = Math.max(input.limits?.unreportedSweepSeconds ?? defaultSweepSeconds, 1) * 1000;
     this.sweepAt = Date.now() + this.sweepMs;
     this.c = input.carry ?? {
@@ -298,15 +305,23 @@ class Rollout {
     setHandler(resumeSignalDef, () => {
       if (this.c.paused) this.resume(undefined);
     });
-    setHandler(siteEndedSignal, ({ site, outcome, reason }) => {
-      const entry = this.running.get(site);
-      // A site this run does not count as running: its end is known already (its child's result came first).
-      if (!entry) return;
-      if (outcome === 'succeeded') this.ended(site, { kind: 'succeeded' });
-      else if (entry.timedOut) this.ended(site, this.timedOutOutcome());
-      else if (outcome === 'cancelled') this.ended(site, { kind: 'cancelled' });
-      else this.ended(site, { kind: 'failed', reason: reason ?? 'failed', timedOut: false });
+    // One site's end is what histories recorded before workers sent them together; both are honoured.
+    setHandler(siteEndedSignal, (ended) => {
+      this.siteReported(ended);
     });
+    setHandler(sitesEndedSignal, (ended) => {
+      for (const e of ended) this.siteReported(e);
+    });
+  }
+
+  private siteReported({ site, outcome, reason }: RolloutSiteEnded): void {
+    const entry = this.running.get(site);
+    // A site this run does not count as running: its end is known already (its child's result came first).
+    if (!entry) return;
+    if (outcome === 'succeeded') this.ended(site, { kind: 'succeeded' });
+    else if (entry.timedOut) this.ended(site, this.timedOutOutcome());
+    else if (outcome === 'cancelled') this.ended(site, { kind: 'cancelled' });
+    else this.ended(site, { kind: 'failed', reason: reason ?? 'failed', timedOut: false });
   }
 
   async run(): Promise<RolloutResult> {
@@ -769,7 +784,7 @@ class Rollout {
 
   private wantsContinueAsNew(): boolean {
     const info = workflowInfo();
-    if (info.continueAsNewSuggested || info.historyLength > maxEventsPerRun) return true;
+    if (info.continueAsNewSuggested || info.historyLength > this.maxEventsPerRun) return true;
     // At the server's limit on this run's pending children, a new run is what lets the next sites start.
     return (
       this.ownOpen >= this.maxPendingChildren &&
@@ -896,10 +911,13 @@ class Rollout {
     for (const n of this.c.skipped) items[n.site] = { state: 'skipped', detail: n.reason };
     for (const n of this.c.busy) items[n.site] = { state: 'busy', detail: n.reason };
     for (const n of this.c.failures) items[n.site] = { state: 'failed', detail: n.reason };
+    // The longest-running first (the map keeps start order), at most noteCap of them: at 10,000 sites every answer
+    // listed every running site (≈ 0.5 MB, encoded on the worker that runs them all, every time an operator looked).
+    // The counts stay exact; the Web UI lists every one of its site operations by IcnRolloutId.
+    let listed = 0;
     for (const [site, r] of this.running) {
-      items[site] = r.timedOut
-        ? { state: 'cancelling', detail: 'timed out' }
-        : { state: r.started ? 'running' : 'starting' };
+      if (r.timedOut) items[site] = { state: 'cancelling', detail: 'timed out' };
+      else if (listed++ < noteCap) items[site] = { state: r.started ? 'running' : 'starting' };
     }
     return { step: this.step(), items, counts: this.counts(), paused: this.c.paused };
   }

@@ -43,8 +43,9 @@ export interface FleetActivities {
    */
   startRolloutSites(input: RolloutSitesStart): Promise<RolloutSitesStarted>;
   /**
-   * Tells the rollout how one of its site operations ended (the rollout's signal; nothing if the rollout is gone).
-   * Run by the site operation itself, as a local activity: one marker in its history, no extra workflow task.
+   * Tells the rollout how one of its site operations ended (the rollout's signal, with the other ends its worker
+   * reports within 200 ms; nothing if the rollout is gone). Run by the site operation itself, as a local activity: one
+   * marker in its history, no extra workflow task.
    */
   reportSiteOutcome(input: { rollout: string; ended: RolloutSiteEnded }): Promise<void>;
   /**
