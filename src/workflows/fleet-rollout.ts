@@ -59,16 +59,16 @@ export const rolloutView = defineQuery<RolloutView>(rolloutQuery);
 const pauseSignalDef = defineSignal(pauseSignal);
 const resumeSignalDef = defineSignal(resumeSignal);
 export const siteEndedSignal = defineSignal<[RolloutSiteEnded]>(rolloutSiteEndedSignal);
-/** What workers send: the ends of the sites they ran within a fraction of a second (src/activities/site-outcome-reports.ts). */
+/** What workers send: the ends of the sites they ran within 200 ms (src/activities/site-outcome-reports.ts). */
 export const sitesEndedSignal = defineSignal<[RolloutSiteEnded[]]>(rolloutSitesEndedSignal);
 
 /**
  * A run's history grows by four to five events per site started as a child (child initiated, started, its end
- * signalled, closed if the run still lives, and a share of workflow tasks; two more with a site timeout), by less than
- * one for sites started in bulk (their ends arrive batched, src/activities/site-outcome-reports.ts). A run continues as new when the
- * server suggests it (a few thousand events) or past this many, without waiting for its sites: they report their
- * end to whichever run is current, so the window stays full across runs and no history nears Temporal's hard limit
- * of 51,200 events, whatever the fleet's size.
+ * signalled, closed if the run still lives, and a share of workflow tasks; two more with a site timeout), by less
+ * than one for sites started in bulk (their ends arrive batched, src/activities/site-outcome-reports.ts). A run
+ * continues as new when the server suggests it (a few thousand events) or past this many, without waiting for its
+ * sites: they report their end to whichever run is current, so the window stays full across runs and no history nears
+ * Temporal's hard limit of 51,200 events, whatever the fleet's size.
  */
 const defaultMaxEventsPerRun = 20_000;
 /** How often a run asks which of the sites earlier runs started closed without reporting (terminated, timed out). */
