@@ -80,6 +80,12 @@ const scenarios: Scenario[] = [
  * does not continue as new in the middle of its sites' final burst of reports.
  */
 const tunedServerConfig = ['system.enableActivityEagerExecution=true', 'limit.historyCount.suggestContinueAsNew=10000'];
+/**
+ * The dev server's Go garbage collector let run to 4× the live heap rather than 2× (GOGC=400; production Temporal
+ * takes the same variable, see the README): measured on 3,000 × 3 at 90 s steps in one session, the server's CPU
+ * 181.7 → 167.4 s and the wall 387.6 → 372.3 s, for a peak RSS of 959 MB instead of 573.
+ */
+const tunedServerEnv = ['GOGC=400'];
 /** A larger young generation: fewer scavenges of the many short-lived objects activities make (≈ 10% of the worker's CPU). */
 const tunedWorkerNodeFlags = '--max-old-space-size=6144 --max-semi-space-size=32';
 
@@ -122,7 +128,7 @@ const program = new Command()
   .option('--server-config <key=value>', 'a dynamic config value of the dev server (repeatable)', collect, [])
   .option(
     '--server-env <key=value>',
-    'an environment variable of the dev server, e.g. GOGC=200 (repeatable)',
+    `an environment variable of the dev server (repeatable; replaces the tuned ${tunedServerEnv.join(' ')})`,
     collect,
     [],
   )
@@ -210,6 +216,7 @@ const workerTuning: TunableWorkerOptions = opts.sdkDefaults
     };
 const workerNodeFlags = opts.sdkDefaults ? '' : opts.workerNodeFlags;
 const serverConfig = opts.serverConfig.length > 0 || opts.sdkDefaults ? opts.serverConfig : tunedServerConfig;
+const serverEnv = opts.serverEnv.length > 0 || opts.sdkDefaults ? opts.serverEnv : tunedServerEnv;
 
 /** The BPM's poll interval for a scenario; undefined: the BPM's own default. */
 function bpaPollMs(): number | undefined {
@@ -297,7 +304,7 @@ function commit(): string {
 
 async function startServer(): Promise<{ env: TestWorkflowEnvironment; pid: number }> {
   // The dev server inherits this process's environment.
-  for (const kv of opts.serverEnv) {
+  for (const kv of serverEnv) {
     const at = kv.indexOf('=');
     process.env[kv.slice(0, at)] = kv.slice(at + 1);
   }
@@ -895,7 +902,7 @@ writeFileSync(bundlePath, bundle.code);
 console.log(
   `fleet benchmark: ${selected.map((s) => s.name).join(', ')}; worker ${JSON.stringify(workerTuning)}, ` +
     `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
-    `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(opts.serverEnv)}, ` +
+    `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
     `${opts.workers} worker process(es), PostgreSQL pool ${opts.pgPool} each, ` +
     `preloaded modules ${JSON.stringify(opts.preload)}. ` +
