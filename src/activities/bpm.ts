@@ -32,6 +32,12 @@ export interface BpmActivityDeps {
   /** A BPA client for a URL and bearer token (`new BpaClient`); tests hand in the same. */
   bpa: (url: string, token: string) => BpaClient;
   pollIntervalMs?: number;
+  /**
+   * How long an upload runs before it heartbeats (default a third of the heartbeat timeout). The SDK sends an
+   * attempt's first heartbeat at once: a site's usual upload takes a second or two, and a heartbeat at its start
+   * was a server write per site started (10,000 at once when a fleet starts) that told nothing.
+   */
+  heartbeatGraceMs?: number;
 }
 
 interface JobHeartbeat {
@@ -228,16 +234,22 @@ export function createBpmActivities(deps: BpmActivityDeps) {
   const activities: PackageActivities = {
     async distributeArtifacts(input) {
       try {
+        const ctx = Context.current();
+        const beatFrom = Date.now() + (deps.heartbeatGraceMs ?? keepAliveMs());
+        // A local activity (a small upload within a workflow task) has no heartbeat to send.
+        const beat = (progress: { sha256: string; offset: number }): void => {
+          if (!ctx.info.isLocal && Date.now() >= beatFrom) ctx.heartbeat(progress);
+        };
         const { bpa } = await siteBpa(input.site, input.bpaUrl);
         const held = new Set((await bpa.listArtifacts()).map((a) => a.sha256));
         let uploaded = 0;
         for (const sha256 of new Set(input.sha256s)) {
           if (held.has(sha256)) continue;
           const spec = await deps.artifacts.get(sha256);
-          Context.current().heartbeat({ sha256, offset: 0 });
+          beat({ sha256, offset: 0 });
           await bpa.uploadArtifact(spec, deps.artifacts.pathOf(sha256), {
             onProgress: (offset) => {
-              Context.current().heartbeat({ sha256, offset });
+              beat({ sha256, offset });
             },
           });
           uploaded++;

@@ -124,6 +124,12 @@ export function createHostActivities(deps: HostActivityDeps) {
           // Each heartbeat is encoded (and encrypted) when made, sent or not, and the SDK sends at most one every
           // 90 s: progress (a step done, a job's events, a drain's evictions) is beaten at most every 2 s, the latest
           // of it, and once more when the attempt ends, so that a retry resumes after the last step done.
+          // The first beat waits for the first keep-alive: the SDK sends a first heartbeat at once, so one at the
+          // start would cost the server a write per host started (10,000 at once when a fleet starts) and a fourth
+          // one per 5-minute host. A retry that finds no details redoes the steps, each idempotent (the job's id
+          // is the activity's, the reboot is in the inventory).
+          const keepAlive = keepAliveMs();
+          const firstBeatAt = Date.now() + keepAlive;
           let pending: NodeJS.Timeout | undefined;
           const flush = (): void => {
             clearTimeout(pending);
@@ -131,9 +137,9 @@ export function createHostActivities(deps: HostActivityDeps) {
             ctx.heartbeat(progress);
           };
           const beat = (): void => {
-            pending ??= setTimeout(flush, 2000);
+            pending ??= setTimeout(flush, Math.max(2000, firstBeatAt - Date.now()));
           };
-          const timer = setInterval(flush, keepAliveMs());
+          const timer = setInterval(flush, keepAlive);
           const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
             if (progress.done.includes(name)) return;
             await run();
@@ -141,7 +147,6 @@ export function createHostActivities(deps: HostActivityDeps) {
             beat();
           };
           try {
-            flush();
             if (input.action === 'rollback' && progress.done.length === 0) {
               // A host the patch never reached (or already rolled back) keeps serving: no drain, no reboot.
               const versions = await hostVersions(await bpaOf(), input.host);
@@ -161,10 +166,17 @@ export function createHostActivities(deps: HostActivityDeps) {
                 : undefined;
             // Its failure is the packages step's, reported there; a drain that fails first leaves it unheard.
             bpaReady?.catch(() => undefined);
-            await step('cordon', () => cordonNode(kube, node, { by: cordonMark }));
+            let cordonedNow = false;
+            await step('cordon', async () => {
+              await cordonNode(kube, node, { by: cordonMark });
+              cordonedNow = true;
+            });
             await step('drain', () =>
               drainNode(kube, node, {
                 timeoutMs: input.drainTimeoutSeconds * 1000,
+                // Cordoned a moment ago: no second read of the node. A resumed attempt cordons again, in case
+                // the node was uncordoned while no attempt ran.
+                cordoned: cordonedNow,
                 onProgress: () => {
                   beat();
                 },

@@ -98,13 +98,15 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
             'status.installedProfile',
           );
         }
-        const [from, to] = await Promise.all([
+        const [from, to, artifactBytes] = await Promise.all([
           deps.store.profiles.get(installed.name, installed.version),
           deps.store.profiles.get(input.profile.name, input.profile.version),
+          deps.store.profiles.artifactSizes(input.profile.name, input.profile.version),
         ]);
         const plan = PatchPlan.parse({
           plan: { site: input.site, spec: stored.spec, profile: { ...input.profile, spec: to.spec } },
           installed: { ...installed, spec: from.spec },
+          artifactBytes,
         });
         await updateStatus(
           input.site,

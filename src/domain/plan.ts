@@ -45,6 +45,11 @@ export const PatchPlan = z.object({
   /** The site with the profile it is patched to. */
   plan: SitePlan,
   installed: z.object({ name: ResourceName, version: z.string(), spec: SoftwareProfileSpec }),
+  /**
+   * The size in bytes of each artifact of the profile patched to, by sha256: whether what the site lacks is sent
+   * within a workflow task or as a long step. Absent from plans loaded before it existed.
+   */
+  artifactBytes: z.record(z.string(), z.number().int().nonnegative()).optional(),
 });
 export type PatchPlan = z.infer<typeof PatchPlan>;
 

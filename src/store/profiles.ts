@@ -98,6 +98,16 @@ export class ProfileRepository {
     return toProfile(row);
   }
 
+  /** The size in bytes of each artifact the profile references, by sha256: how long sending them may take. */
+  async artifactSizes(name: string, version: string): Promise<Record<string, number>> {
+    const rows = await this.sql.query<{ sha256: string; size: string | number }>(
+      `SELECT a.sha256, a.size FROM profile_artifacts p JOIN artifacts a ON a.sha256 = p.sha256
+       WHERE p.profile_name = $1 AND p.profile_version = $2`,
+      [name, version],
+    );
+    return Object.fromEntries(rows.map((r) => [r.sha256, Number(r.size)]));
+  }
+
   async list(name?: string): Promise<StoredProfile[]> {
     const rows = await this.sql.query<Row>(
       'SELECT * FROM software_profiles WHERE ($1::text IS NULL OR name = $1) ORDER BY name, created_at',

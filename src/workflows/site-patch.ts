@@ -7,7 +7,7 @@ import type { HostSpec } from '../domain/site.ts';
 import type { BinaryPackage } from '../domain/software-profile.ts';
 import { ProgressTracker } from './progress.ts';
 import { Saga } from './saga.ts';
-import { inventoryActivities as inventory, siteActivities } from './site-activities-options.ts';
+import { inventoryActivities as inventory, siteActivities, smallUploadMaxBytes } from './site-activities-options.ts';
 import { failOperation, reportingToRollout } from './site-operation.ts';
 
 export interface SitePatchResult {
@@ -49,12 +49,12 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
   const progress = new ProgressTracker();
   const saga = new Saga();
   progress.step('loading the patch plan');
-  const { plan, installed } = await inventory.loadPatchPlan({
+  const { plan, installed, artifactBytes } = await inventory.loadPatchPlan({
     site: input.site,
     profile: input.profile,
     workflowId: workflowInfo().workflowId,
   });
-  const { brief, long, host: hostStep } = siteActivities(plan);
+  const { brief, long, upload, host: hostStep } = siteActivities(plan);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const diff = profileDiff(installed.spec, profile.spec);
@@ -72,9 +72,13 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
   try {
     progress.step('distributing artifacts');
     const needed = [...packages.map((p) => p.artifact.sha256), ...diff.charts.flatMap((c) => c.to?.chart.sha256 ?? [])];
+    // What the site may lack, at most: small enough, it is sent within this workflow task. Plans recorded before
+    // they carried sizes come to Infinity, so that their histories replay with the long step they scheduled.
+    const neededBytes = needed.reduce((total, sha256) => total + (artifactBytes?.[sha256] ?? Infinity), 0);
+    const send = upload && neededBytes <= smallUploadMaxBytes ? upload : long;
     // Independent of each other: the kubeconfig's copy runs within the workflow task that schedules the upload.
     const [, kubeconfigSecret] = await Promise.all([
-      needed.length > 0 ? long.distributeArtifacts({ site: plan.site, bpaUrl, sha256s: needed }) : undefined,
+      needed.length > 0 ? send.distributeArtifacts({ site: plan.site, bpaUrl, sha256s: needed }) : undefined,
       spec.cluster.provisioner === 'cluster-api'
         ? brief.fetchClusterKubeconfig({ site: plan.site })
         : kubeconfigSecretName(plan.site),

@@ -32,7 +32,8 @@ let base: LabPackage[];
 beforeAll(async () => {
   lab = await startBpmSite({ prefix: 'bpm', site, hostNames: ['edge-a', 'edge-b'] });
   [a, b] = lab.hosts as [SiteHost, SiteHost];
-  bpm = createBpmActivities(lab.deps);
+  // Every upload heartbeats from its start here; the default grace has its own case below.
+  bpm = createBpmActivities({ ...lab.deps, heartbeatGraceMs: 0 });
   base = [];
   for (const name of ['kubelet', 'containerd', 'kubeadm']) base.push(await lab.centralPackage(name, name, '1.0.0'));
 });
@@ -78,6 +79,17 @@ describe('BPM activities: the inventory site, its BPA and real sshd hosts', () =
     const again = await attempt(() => bpm.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: base.map(sha) }));
     expect(again.result).toEqual({ uploaded: 0 });
     expect(again.heartbeats).toEqual([]);
+  });
+
+  it('distributeArtifacts heartbeats only once an upload has run a third of its heartbeat timeout', async () => {
+    const quick = await lab.centralPackage('kubelet', 'kubelet', '1.0.1');
+    const graceful = createBpmActivities(lab.deps);
+    // attempt() gives a 30 s heartbeat timeout: 10 s of grace, far more than this upload takes.
+    const run = await attempt(() => graceful.distributeArtifacts({ site, bpaUrl: bpaUrl(), sha256s: [sha(quick)] }));
+    expect(run.error).toBeUndefined();
+    expect(run.result).toEqual({ uploaded: 1 });
+    expect(run.heartbeats).toEqual([]);
+    expect((await lab.bpa.client.getArtifact(sha(quick)))?.size).toBe(quick.size);
   });
 
   it('installPackages installs on the named hosts and returns their versions; a retried attempt joins its job', async () => {

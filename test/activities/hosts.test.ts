@@ -254,7 +254,10 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     });
     expect(second.error).toBeUndefined();
     expect(second.result).toEqual({ host: b.name, node: b.name, packages: { kubelet: '1.1.0' }, rebooted: true });
-    expect(second.heartbeats[0]).toEqual(details);
+    // Its first heartbeat waits for the first keep-alive: by then it has gone on from the steps it resumed after.
+    const firstBeat = second.heartbeats[0] as { node: string; done: string[] } | undefined;
+    expect(firstBeat?.node).toBe(b.name);
+    expect(firstBeat?.done.slice(0, 3)).toEqual(['cordon', 'drain', 'packages']);
     expectResumable(second.heartbeats, b.name);
     // No second job, no second install, no second drain (the pod placed since stays); the rest was done.
     expect(await jobCount()).toBe(jobs);

@@ -151,6 +151,12 @@ describe.each<Backend>(['pglite', 'postgres'])('store on %s', (backend) => {
         containerPackages: [],
       };
       await store.profiles.create({ name: 'edge-base' }, profileSpec);
+      // What a patch to it may have to send: every artifact it references, with its size.
+      await expect(store.profiles.artifactSizes('edge-base', '1.0.0')).resolves.toEqual({
+        [sha(image)]: image.length,
+        [artifact.sha256]: artifact.size,
+      });
+      await expect(store.profiles.artifactSizes('edge-base', '9.9.9')).resolves.toEqual({});
       await expect(store.artifacts.delete(artifact.sha256).catch(code)).resolves.toBe('InUse');
       expect(existsSync(store.artifacts.files.pathOf(artifact.sha256))).toBe(true);
 

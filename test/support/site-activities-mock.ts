@@ -75,6 +75,8 @@ export interface Script {
   plan: SitePlan;
   /** What a patch moves to (loadPatchPlan's target); the site has `plan.profile` installed. */
   patchTo?: SitePlan['profile'];
+  /** loadPatchPlan's artifact sizes, by sha256; by default 1 MiB for each artifact of the profile patched to. */
+  artifactBytes?: Record<string, number>;
   /** The hosts the site has installed (loadInstalledPlan), by default the plan's. */
   installedHosts?: string[];
   /** Activity name (or name:host) that fails, non-retryably. */
@@ -102,9 +104,15 @@ export function mockActivities(script: Script) {
     loadSitePlan: async () => (await act('loadSitePlan'), script.plan),
     loadPatchPlan: async () => {
       await act('loadPatchPlan');
+      const to = script.patchTo ?? script.plan.profile;
+      const digests = [
+        ...to.spec.binaryPackages.map((p) => p.artifact.sha256),
+        ...to.spec.containerPackages.map((c) => c.chart.sha256),
+      ];
       return {
-        plan: { ...script.plan, profile: script.patchTo ?? script.plan.profile },
+        plan: { ...script.plan, profile: to },
         installed: script.plan.profile,
+        artifactBytes: script.artifactBytes ?? Object.fromEntries(digests.map((d) => [d, 2 ** 20])),
       };
     },
     loadInstalledPlan: async () => {

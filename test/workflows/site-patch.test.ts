@@ -65,6 +65,28 @@ describe('sitePatch', () => {
     expect(events.length).toBeLessThanOrEqual(30 + 5 * base.spec.hosts.length);
   });
 
+  it('sends what the site lacks within a workflow task when it is small, as a long step when it is not', async () => {
+    const scheduled = async (workflowId: string) =>
+      ((await env.client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).flatMap(
+        (e) => e.activityTaskScheduledEventAttributes?.activityType?.name ?? [],
+      );
+    const small = await run();
+    expect(small.error).toBeUndefined();
+    expect(small.calls).toContain('distributeArtifacts');
+    expect(await scheduled(small.workflowId)).not.toContain('distributeArtifacts');
+
+    // 64 MiB and a byte each: an OS image's worth goes through the server as a heartbeating activity.
+    const sizes = Object.fromEntries(
+      [
+        ...to.spec.binaryPackages.map((p) => p.artifact.sha256),
+        ...to.spec.containerPackages.map((c) => c.chart.sha256),
+      ].map((d) => [d, 64 * 2 ** 20 + 1]),
+    );
+    const large = await run({ artifactBytes: sizes });
+    expect(large.error).toBeUndefined();
+    expect(await scheduled(large.workflowId)).toContain('distributeArtifacts');
+  });
+
   it('keeps the control planes one at a time and the workers maxUnavailable at a time', () => {
     const hosts = [...base.spec.hosts, { ...base.spec.hosts[2]!, name: 'host-4' }];
     expect(rollingBatches(hosts, 2).map((b) => b.map((h) => h.name))).toEqual([

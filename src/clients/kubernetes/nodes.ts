@@ -95,6 +95,8 @@ export interface DrainOptions {
   signal?: AbortSignal;
   /** Pause between passes (default 1000 ms): evictions refused are asked again, and deletions are checked. */
   intervalMs?: number;
+  /** The caller has just cordoned the node itself: the drain does not read it again to cordon it. */
+  cordoned?: boolean;
 }
 
 /**
@@ -110,7 +112,7 @@ export interface DrainOptions {
 export async function drainNode(kube: KubernetesClient, name: string, opts: DrainOptions): Promise<void> {
   const deadline = Date.now() + opts.timeoutMs;
   const intervalMs = opts.intervalMs ?? 1000;
-  await cordonNode(kube, name);
+  if (opts.cordoned !== true) await cordonNode(kube, name);
   for (;;) {
     if (opts.signal?.aborted === true) {
       throw new PeerError('kubernetes', `drain Node ${name}: cancelled`, { retryable: true, reason: 'Cancelled' });
