@@ -1,4 +1,5 @@
 import { ApplicationFailure, Context } from '@temporalio/activity';
+import { profileArtifacts } from '../../src/domain/profile-diff.ts';
 import type { SitePlan } from '../../src/domain/plan.ts';
 import { SiteSpec } from '../../src/domain/site.ts';
 import { SoftwareProfileSpec } from '../../src/domain/software-profile.ts';
@@ -105,14 +106,10 @@ export function mockActivities(script: Script) {
     loadPatchPlan: async () => {
       await act('loadPatchPlan');
       const to = script.patchTo ?? script.plan.profile;
-      const digests = [
-        ...to.spec.binaryPackages.map((p) => p.artifact.sha256),
-        ...to.spec.containerPackages.map((c) => c.chart.sha256),
-      ];
       return {
         plan: { ...script.plan, profile: to },
         installed: script.plan.profile,
-        artifactBytes: script.artifactBytes ?? Object.fromEntries(digests.map((d) => [d, 2 ** 20])),
+        artifactBytes: script.artifactBytes ?? Object.fromEntries(profileArtifacts(to.spec).map((d) => [d, 2 ** 20])),
       };
     },
     loadInstalledPlan: async () => {

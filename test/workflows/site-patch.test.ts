@@ -3,6 +3,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { WorkflowFailedError } from '@temporalio/client';
 import type { TestWorkflowEnvironment } from '@temporalio/testing';
+import { profileArtifacts } from '../../src/domain/profile-diff.ts';
 import { sitePatch } from '../../src/workflows/index.ts';
 import { rollingBatches } from '../../src/workflows/site-patch.ts';
 import { recordHistory } from '../support/histories.ts';
@@ -76,12 +77,7 @@ describe('sitePatch', () => {
     expect(await scheduled(small.workflowId)).not.toContain('distributeArtifacts');
 
     // 64 MiB and a byte each: an OS image's worth goes through the server as a heartbeating activity.
-    const sizes = Object.fromEntries(
-      [
-        ...to.spec.binaryPackages.map((p) => p.artifact.sha256),
-        ...to.spec.containerPackages.map((c) => c.chart.sha256),
-      ].map((d) => [d, 64 * 2 ** 20 + 1]),
-    );
+    const sizes = Object.fromEntries(profileArtifacts(to.spec).map((d) => [d, 64 * 2 ** 20 + 1]));
     const large = await run({ artifactBytes: sizes });
     expect(large.error).toBeUndefined();
     expect(await scheduled(large.workflowId)).toContain('distributeArtifacts');
