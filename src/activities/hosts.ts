@@ -122,14 +122,14 @@ export function createHostActivities(deps: HostActivityDeps) {
           let siteBpa: Promise<BpaClient> | undefined;
           const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
           // Each heartbeat is encoded (and encrypted) when made, sent or not, and the SDK sends at most one every
-          // 90 s: progress (a step done, a job's events, a drain's evictions) is beaten at most every 2 s, the latest
-          // of it, and once more when the attempt ends, so that a retry resumes after the last step done.
-          // The first beat waits for the first keep-alive: the SDK sends a first heartbeat at once, so one at the
-          // start would cost the server a write per host started (10,000 at once when a fleet starts) and a fourth
-          // one per 5-minute host. A retry that finds no details redoes the steps, each idempotent (the job's id
-          // is the activity's, the reboot is in the inventory).
+          // 0.8 × the timeout: progress (a step done, a job's events, a drain's evictions) is beaten at most every 2 s,
+          // the latest of it, and once more when the attempt ends, so that a retry resumes after the last step done.
+          // The first beat waits two keep-alives (two thirds of the timeout): the SDK sends an attempt's first
+          // heartbeat at once, so one at the start would cost the server a write per host started (10,000 at once
+          // when a fleet starts), and a host done within that time needs none. A retry that finds no details redoes
+          // the steps, each idempotent (the job's id is the activity's, the reboot is in the inventory).
           const keepAlive = keepAliveMs();
-          const firstBeatAt = Date.now() + keepAlive;
+          const firstBeatAt = Date.now() + 2 * keepAlive;
           let pending: NodeJS.Timeout | undefined;
           const flush = (): void => {
             clearTimeout(pending);
@@ -139,7 +139,11 @@ export function createHostActivities(deps: HostActivityDeps) {
           const beat = (): void => {
             pending ??= setTimeout(flush, Math.max(2000, firstBeatAt - Date.now()));
           };
-          const timer = setInterval(flush, keepAlive);
+          // Then a beat every keep-alive, so that one is always waiting when the SDK may send the next.
+          let timer = setTimeout(() => {
+            flush();
+            timer = setInterval(flush, keepAlive);
+          }, firstBeatAt - Date.now());
           const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
             if (progress.done.includes(name)) return;
             await run();
@@ -253,6 +257,7 @@ export function createHostActivities(deps: HostActivityDeps) {
               }),
             );
           } finally {
+            // The first beat's timeout or the keep-alive interval: either is cleared by clearInterval.
             clearInterval(timer);
             if (pending !== undefined) flush();
           }

@@ -21,10 +21,10 @@ export function workflowInterceptorModules(tracing: boolean): string[] {
 
 /**
  * The SDK sends an activity's heartbeats at most every 0.8 × its heartbeat timeout, capped by this (60 s by default).
- * Host steps (a 2-minute timeout, minutes long, thousands at once in a rollout) then beat every 90 s instead of every
- * 60: a third fewer of the server's heartbeat writes, and a worker that dies is still noticed after the same 2 minutes.
+ * Host steps (a 150 s timeout, minutes long, thousands at once in a rollout) then beat every 120 s instead of every
+ * 60: half of the server's heartbeat writes, and a worker that dies is still noticed after the same 150 s.
  */
-export const maxHeartbeatThrottleInterval = '90 seconds';
+export const maxHeartbeatThrottleInterval = '2 minutes';
 
 /**
  * How long a workflow task waits on this worker's own (sticky) queue before the server offers it to any worker, which

@@ -63,13 +63,15 @@ export function siteActivities(plan: SitePlan) {
         : undefined,
     // A host's maintenance (minutes: drain, packages, a bare-metal reboot), thousands at once in a fleet rollout.
     // Heartbeats are what the Temporal server spends most on then (measured: 4 in 5 of its workflow writes with
-    // 6,000 hosts in flight), and the SDK sends them every 0.8 × the timeout, at most every maxHeartbeatThrottleInterval
-    // (src/worker/worker.ts, 90 s): a 2-minute timeout sends one every 90 s, a sixth of what 30 s did. A worker that
-    // dies is noticed within 2 minutes, and the host resumes after its last step done.
+    // 6,000 hosts in flight; with 10,000 sites, 3 of a host's 6). The SDK sends them every 0.8 × the timeout, at most
+    // every maxHeartbeatThrottleInterval (src/worker/worker.ts, 2 minutes), and patchHost sends its first after two
+    // thirds of it: a 150 s timeout beats at 100 s and every 120 s after, two for a 5-minute host (three at 2
+    // minutes) and none for one under 100 s (one at 2 minutes). A worker that dies is noticed within 150 s, and the
+    // host resumes after its last step done.
     host: proxyActivities<SiteActivities>({
       taskQueue,
       startToCloseTimeout: '2 hours',
-      heartbeatTimeout: '2 minutes',
+      heartbeatTimeout: '150 seconds',
       retry: quickRetry,
     }),
   };

@@ -254,7 +254,7 @@ describe('patchHost, drainHost and removeHostNode on a kubeadm site', () => {
     });
     expect(second.error).toBeUndefined();
     expect(second.result).toEqual({ host: b.name, node: b.name, packages: { kubelet: '1.1.0' }, rebooted: true });
-    // Its first heartbeat waits for the first keep-alive: by then it has gone on from the steps it resumed after.
+    // Its first heartbeat waits two keep-alives: by then it has gone on from the steps it resumed after.
     const firstBeat = second.heartbeats[0] as { node: string; done: string[] } | undefined;
     expect(firstBeat?.node).toBe(b.name);
     expect(firstBeat?.done.slice(0, 3)).toEqual(['cordon', 'drain', 'packages']);

@@ -21,7 +21,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync
 import { availableParallelism, tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { createInterface } from 'node:readline';
-import type { WorkflowExecutionInfo } from '@temporalio/client';
+import type { WorkflowExecutionInfo, WorkflowHandle } from '@temporalio/client';
 import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
@@ -307,6 +307,25 @@ function commit(): string {
     return execFileSync('git', ['rev-parse', 'HEAD'], { encoding: 'utf8' }).trim();
   } catch {
     return 'unknown';
+  }
+}
+
+/** gRPC's status code RESOURCE_EXHAUSTED. */
+const resourceExhausted = 8;
+
+/**
+ * The rollout's result, waited for through the server's long poll. A rollout busy with thousands of site reports
+ * answers RESOURCE_EXHAUSTED ("Workflow is busy") for a while: the client gives up on it, the benchmark waits on.
+ */
+async function rolloutResult(handle: WorkflowHandle): Promise<RolloutResult> {
+  for (;;) {
+    try {
+      return (await handle.result()) as RolloutResult;
+    } catch (err) {
+      const code = (err instanceof Error && (err.cause as { code?: unknown } | undefined)?.code) ?? undefined;
+      if (code !== resourceExhausted) throw err;
+      await sleep(1000);
+    }
   }
 }
 
@@ -689,7 +708,7 @@ async function runScenario(
         },
       ],
     });
-    const done = handle.result() as Promise<RolloutResult>;
+    const done = rolloutResult(handle);
     const ended = done.then(
       () => true,
       () => true,

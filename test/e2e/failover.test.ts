@@ -39,7 +39,7 @@ const { PendingActivityState } = proto.temporal.api.enums.v1;
  */
 const size = { sites: 40, hostsPerSite: 3, hostStepSeconds: 4, maxConcurrency: 20, killAtSeconds: 10 };
 /** patchHost's heartbeat timeout (src/workflows/site-activities-options.ts): when a dead worker's host step moves on. */
-const heartbeatTimeoutSeconds = 120;
+const heartbeatTimeoutSeconds = 150;
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const workerMain = join(root, 'src/worker/main.ts');
