@@ -509,7 +509,12 @@ export function createClusterActivities(deps: ClusterActivityDeps) {
           }
           revealed.push(kubeconfig);
           const name = kubeconfigSecretName(input.site);
-          await deps.secrets.put({ name, labels: { [siteLabel]: input.site } }, 'kubeconfig', { kubeconfig });
+          // The same as last time but after a certificate rotation: every patch of every site fetches it, and a
+          // read costs the inventory less than a write (a new row version, its WAL flushed) at a fleet's start.
+          const stored = await deps.secrets.reveal(name).catch(() => undefined);
+          if (stored?.type !== 'kubeconfig' || stored.data.kubeconfig !== kubeconfig) {
+            await deps.secrets.put({ name, labels: { [siteLabel]: input.site } }, 'kubeconfig', { kubeconfig });
+          }
           return name;
         },
         revealed,

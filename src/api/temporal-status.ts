@@ -7,6 +7,7 @@ import {
 import {
   type OperationProgress,
   type OperationStatus,
+  RecordedProgress,
   SiteOperationType,
   progressQuery,
   siteOperationId,
@@ -36,7 +37,17 @@ export async function operationStatus(temporal: Client, handle: WorkflowHandle):
   const progress = await temporal
     .withDeadline(Date.now() + 2000, () => handle.query<OperationProgress>(progressQuery))
     .catch(() => undefined);
-  if (progress) status.progress = progress;
+  if (progress) {
+    status.progress = progress;
+  } else {
+    // Too busy to answer in time (a rollout of thousands of sites) or no worker up: what it last recorded, dated.
+    const recorded = RecordedProgress.safeParse(d.memo?.progress);
+    if (recorded.success) {
+      const { at, ...last } = recorded.data;
+      status.progress = { ...last, items: {} };
+      status.progressAsOf = at;
+    }
+  }
   if (d.status.name === 'COMPLETED') {
     status.result = await handle.result();
   } else if (d.status.name === 'FAILED') {

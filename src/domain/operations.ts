@@ -282,6 +282,15 @@ export const OperationProgress = z.object({
 });
 export type OperationProgress = z.infer<typeof OperationProgress>;
 
+/**
+ * An operation's progress as it last recorded it in its workflow's memo (a rollout does, at most every 15 s): what
+ * the API answers, with `at`, when the progress query is not answered in time.
+ */
+export const RecordedProgress = OperationProgress.pick({ step: true, counts: true, paused: true }).extend({
+  at: z.iso.datetime(),
+});
+export type RecordedProgress = z.infer<typeof RecordedProgress>;
+
 export { pauseSignal, progressQuery, resumeSignal } from './keys.ts';
 
 /** An operation as the API reports it, read from Temporal (visibility, the progress query, the result). */
@@ -295,6 +304,8 @@ export const OperationStatus = z.object({
   startTime: z.string(),
   closeTime: z.string().optional(),
   progress: OperationProgress.optional(),
+  /** Set when `progress` is the one the operation last recorded (its query went unanswered): when it recorded it. */
+  progressAsOf: z.string().optional(),
   result: z.unknown().optional(),
   failure: z.string().optional(),
 });

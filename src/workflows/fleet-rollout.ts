@@ -11,10 +11,12 @@ import {
   isCancellation,
   makeContinueAsNewFunc,
   ParentClosePolicy,
+  patched,
   proxyActivities,
   setHandler,
   sleep,
   startChild,
+  upsertMemo,
   workflowInfo,
 } from '@temporalio/workflow';
 import {
@@ -31,6 +33,7 @@ import type {
   FailureBudget,
   FleetRolloutInput,
   OperationProgress,
+  RecordedProgress,
   RolloutCarry,
   RolloutConcurrency,
   RolloutPause,
@@ -79,6 +82,11 @@ const pageSize = 1000;
 /** Reasons are kept for this many sites of each kind; the counts stay exact. */
 const noteCap = 100;
 const recentCap = 20;
+/**
+ * How often, at most, a rollout copies its progress into its memo (workflow time): one history event each time, and
+ * what the API answers, with its age, when the progress query is not answered in time.
+ */
+const progressMemoEveryMs = 15_000;
 /** A site found idle this recently is started without asking again. */
 const busyCheckTtlMs = 5 * 60_000;
 
@@ -148,7 +156,7 @@ const note = (list: RolloutSiteNote[], site: string, reason: string) => {
 export async function fleetRollout(input: FleetRolloutInput): Promise<RolloutResult> {
   const rollout = new Rollout(input);
   return rollout.run().finally(() => {
-    rollout.reportProgress();
+    rollout.reportProgress(true);
   });
 }
 
@@ -181,6 +189,8 @@ class Rollout {
   private readonly bulkStartFrom: number;
   private readonly maxEventsPerRun: number;
   private readonly sitesGauge = new SitesGauge();
+  /** What the memo last said of the progress, and when (workflow time). */
+  private memoed = { key: '', at: -Infinity };
 
   constructor(input: FleetRolloutInput) {
     this.input = input;
@@ -738,9 +748,31 @@ class Rollout {
     else if (!this.c.paused) this.pause(why);
   }
 
-  /** The sites by state as a metric (icn_rollout_sites). */
-  reportProgress(): void {
+  /** The sites by state as a metric (icn_rollout_sites), and the progress into the memo (at once with `final`). */
+  reportProgress(final = false): void {
     this.sitesGauge.report(this.rolloutId, this.request.operation, this.counts());
+    this.memoProgress(final);
+  }
+
+  /**
+   * The progress (step, counts, paused) into the workflow's memo, where a describe finds it: a rollout of 10,000 sites
+   * busy with their reports left 37 of 125 progress queries unanswered after 2 s (measured), and the API then says what
+   * the rollout last recorded and when. At most every progressMemoEveryMs, and at the end of every run; a change
+   * held back wakes the loop once that time is up. Histories recorded before the memo replay without it.
+   */
+  private memoProgress(final: boolean): void {
+    const { step, counts, paused } = this.progress(false);
+    const key = JSON.stringify([step, counts, paused]);
+    if (key === this.memoed.key) return;
+    const now = Date.now();
+    if (!final && now < this.memoed.at + progressMemoEveryMs) {
+      this.alarm(this.memoed.at + progressMemoEveryMs);
+      return;
+    }
+    if (!patched('rollout-progress-memo')) return;
+    const recorded: RecordedProgress = { step, counts, paused, at: new Date(now).toISOString() };
+    upsertMemo({ progress: recorded });
+    this.memoed = { key, at: now };
   }
 
   /** Starts no other site; the running ones finish (stopping them half-way would only add rollbacks). */
@@ -799,9 +831,12 @@ class Rollout {
   private async continueAsNew(): Promise<never> {
     await condition(allHandlersFinished);
     this.finalStep = `continuing as new (run ${this.c.run + 1})`;
+    this.memoProgress(true);
     // Said outright so that the next run is found by the same search attributes (operation, rollout id).
     const next = makeContinueAsNewFunc<typeof fleetRollout>({
       typedSearchAttributes: workflowInfo().typedSearchAttributes,
+      // The next run answers from the same memo until it records its own.
+      ...(workflowInfo().memo && { memo: workflowInfo().memo }),
     });
     return next({
       rolloutId: this.input.rolloutId,
@@ -904,8 +939,9 @@ class Rollout {
     }
   }
 
-  private progress(): OperationProgress {
+  private progress(withItems = true): OperationProgress {
     const items: OperationProgress['items'] = {};
+    if (!withItems) return { step: this.step(), items, counts: this.counts(), paused: this.c.paused };
     for (const site of this.recent) items[site] = { state: 'succeeded' };
     for (const site of this.cancelledSites) items[site] = { state: 'cancelled' };
     for (const n of this.c.skipped) items[n.site] = { state: 'skipped', detail: n.reason };

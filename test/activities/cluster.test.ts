@@ -217,6 +217,18 @@ describe('cluster activities against the lab API server, the stand-in playing Cl
     const stored = await store.secrets.reveal(secretName);
     expect(stored.type).toBe('kubeconfig');
     expect(stored.data.kubeconfig).toContain(lab.server);
+    // Fetched again unchanged: not written again. A stale copy is replaced.
+    const fetchKubeconfig = () =>
+      environment().env.run<[SiteTarget], string, typeof activities.fetchClusterKubeconfig>(
+        activities.fetchClusterKubeconfig,
+        { site },
+      );
+    const version = (await store.secrets.get(secretName)).metadata.resourceVersion;
+    await fetchKubeconfig();
+    expect((await store.secrets.get(secretName)).metadata.resourceVersion).toBe(version);
+    await store.secrets.put({ name: secretName }, 'kubeconfig', { kubeconfig: 'stale' });
+    await fetchKubeconfig();
+    expect((await store.secrets.reveal(secretName)).data.kubeconfig).toBe(stored.data.kubeconfig);
     console.log(`3-host Cluster-API install through the stand-in: ${((Date.now() - started) / 1000).toFixed(1)} s`);
 
     // Upgrade: control plane first, then the workers.

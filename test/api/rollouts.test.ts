@@ -25,7 +25,13 @@ const post = (url: string, payload: object = {}, token = tokens.operator) =>
   stack.api.inject({ method: 'POST', url, headers: bearer(token), payload });
 const get = (url: string) => stack.api.inject({ method: 'GET', url, headers: bearer(tokens.reader) });
 
-type RolloutStatus = { status: string; progress?: OperationProgress; rollout?: RolloutView; failure?: string };
+type RolloutStatus = {
+  status: string;
+  progress?: OperationProgress;
+  progressAsOf?: string;
+  rollout?: RolloutView;
+  failure?: string;
+};
 
 async function waitFor<T = RolloutStatus>(what: string, url: string, ok: (s: T) => boolean): Promise<T> {
   for (let i = 0; i < 300; i++) {
@@ -179,5 +185,35 @@ describe('scheduled rollouts', () => {
       (await stack.api.inject({ method: 'DELETE', url: '/v1/schedules/nightly', headers: bearer(tokens.operator) }))
         .statusCode,
     ).toBe(204);
+  });
+});
+
+// Last: it stops the worker.
+describe('progress when the rollout does not answer', () => {
+  it('answers what the rollout last recorded in its memo, saying when', async () => {
+    const res = await post('/v1/rollouts', upgrade({ maxConcurrency: 5 }));
+    expect(res.statusCode).toBe(202);
+    const url = `/v1/rollouts/${res.json<{ rolloutId: string }>().rolloutId}`;
+    const done = await waitFor('the end', url, (s) => s.status === 'COMPLETED');
+    // Answered by the rollout itself: no date.
+    expect(done.progressAsOf).toBeUndefined();
+    expect(done.progress?.counts).toMatchObject({ total: 5, succeeded: 5 });
+
+    await stack.stopWorker();
+    const asked = Date.now();
+    const recorded = await get(url);
+    expect(recorded.statusCode).toBe(200);
+    const status = recorded.json<RolloutStatus>();
+    // The query waited its 2 s for a worker; the memo answered.
+    expect(Date.now() - asked).toBeGreaterThanOrEqual(1900);
+    expect(status.status).toBe('COMPLETED');
+    expect(status.progress).toEqual({
+      step: done.progress?.step,
+      counts: done.progress?.counts,
+      paused: false,
+      items: {},
+    });
+    expect(status.progressAsOf).toMatch(/^\d{4}-\d\d-\d\dT/);
+    expect(Date.parse(status.progressAsOf ?? '')).toBeLessThanOrEqual(asked);
   });
 });

@@ -222,6 +222,14 @@ describe('fleetRollout', () => {
     expect(restStarted - canariesDone).toBeGreaterThanOrEqual(1000);
     expect(maxOverlap(rest)).toBe(2);
     expect(await handle.query(progress)).toMatchObject({ step: 'done' });
+    // What the API answers when the query is not answered in time: the last progress recorded, and when.
+    const { memo } = await handle.describe();
+    expect(memo?.progress).toEqual({
+      step: 'done',
+      counts: result.counts,
+      paused: false,
+      at: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) as unknown,
+    });
     recordHistory(env, handle.workflowId, 'fleet-rollout');
   });
 

@@ -95,7 +95,7 @@ export async function followRollout(
       if (seen.get(name) !== text) log(`  ${name}: ${text}`);
       seen.set(name, text);
     }
-    const line = progress ? countsLine(progress.counts) : '';
+    const line = progress ? countsLine(progress.counts) + asOf(status) : '';
     if (line !== counts && line !== '') log(`${time} ${line}`);
     counts = line;
     if (closed.has(status.status)) {
@@ -123,6 +123,11 @@ export async function startRollout(
   return followRollout(api, started.rolloutId, opts);
 }
 
+/** A progress the rollout recorded earlier (it did not answer in time) says when. */
+function asOf(s: RolloutStatus): string {
+  return s.progressAsOf === undefined ? '' : ` (as recorded at ${s.progressAsOf.slice(11, 19)}: the rollout is busy)`;
+}
+
 /** One look at a rollout, without following it. */
 export async function showRollout(api: ApiClient, id: string, output: OutputFormat): Promise<void> {
   const s = await api.get<RolloutStatus>(`/v1/rollouts/${encodeURIComponent(id)}`);
@@ -131,7 +136,7 @@ export async function showRollout(api: ApiClient, id: string, output: OutputForm
     return;
   }
   console.log(`rollout ${id}: ${s.status}${s.progress ? `, ${s.progress.step}` : ''}`);
-  if (s.progress) console.log(countsLine(s.progress.counts));
+  if (s.progress) console.log(countsLine(s.progress.counts) + asOf(s));
   if (s.rollout) {
     const r = s.rollout;
     console.log(
