@@ -31,7 +31,7 @@ export const maxHeartbeatThrottleInterval = '2 minutes';
  * must then replay the whole history (the SDK's default is 10 s). In a 10,000-site rollout the worker is busy for
  * minutes; measured with 10 s, a site's next step timed out there and then queued behind the other sites' first tasks
  * on the shared queue: 231 s between two hosts. A worker that stops cleanly hands its workflows back at once; tasks
- * already queued for one that dies wait up to this long, as long as its hosts' steps take to be noticed (their
+ * already queued for one that dies wait up to this long, about as long as its hosts' steps take to be noticed (their
  * heartbeat timeout).
  */
 export const stickyQueueScheduleToStartTimeout = '2 minutes';
