@@ -22,7 +22,7 @@ import { HostPatchInput, type HostPatchResult, ironicNodeName } from '../domain/
 import type { SiteSpec, SiteStatus } from '../domain/site.ts';
 import type { SecretRepository } from '../store/secrets.ts';
 import type { HostActivities } from '../workflows/site-activities.ts';
-import { activityJobId, type BpaAccess } from './bpm.ts';
+import { activityJobId, type BpaAccess, keepAliveMs as stepKeepAliveMs } from './bpm.ts';
 import { toActivityFailure } from './errors.ts';
 import { ClusterClients } from './cluster-clients.ts';
 
@@ -66,13 +66,7 @@ const cordonMark = 'icn-host-maintenance';
 
 export function createHostActivities(deps: HostActivityDeps) {
   const readyTimeoutMs = deps.readyTimeoutMs ?? 20 * 60_000;
-  /**
-   * A third of the activity's heartbeat timeout (a missed beat or two is not a dead worker): every heartbeat is
-   * encoded and encrypted when made, even those the SDK then holds back, so beating more often only costs CPU
-   * (measured: with 8,000 hosts in flight, 10 s keep-alives kept the worker's main thread busy).
-   */
-  const keepAliveMs = (): number =>
-    deps.heartbeatIntervalMs ?? Math.max((Context.current().info.heartbeatTimeoutMs ?? 30_000) / 3, 1000);
+  const keepAliveMs = (): number => deps.heartbeatIntervalMs ?? stepKeepAliveMs();
 
   const clusters = new ClusterClients(deps.kube, deps.secrets);
   /** The application cluster for the length of `fn`, its client shared with the worker's other activities. */
