@@ -1,4 +1,4 @@
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { ApplicationFailure } from '@temporalio/activity';
@@ -23,6 +23,34 @@ export async function revealKubeconfig(
   return kubeconfig;
 }
 
+const filePrefix = 'icn-kubeconfig-';
+const ownedFile = new RegExp(`^${filePrefix}(\\d+)-`);
+let sweep: Promise<unknown> | undefined;
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    // EPERM: alive, someone else's.
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * Removes the kubeconfig files that processes which died mid-step (a killed worker) left in `dir`: the secret must not
+ * outlive its step in clear. Each process names its files by its pid; once per process, before its first file.
+ * Returns what was removed.
+ */
+export async function removeDeadProcessesKubeconfigs(dir: string): Promise<string[]> {
+  const stale = (await readdir(dir)).filter((name) => {
+    const pid = ownedFile.exec(name)?.[1];
+    return pid !== undefined && !alive(Number(pid));
+  });
+  await Promise.all(stale.map((name) => rm(join(dir, name), { recursive: true, force: true })));
+  return stale;
+}
+
 /**
  * A kubeconfig secret revealed into a 0600 file for the length of `fn` only (helm and the Kubernetes client read
  * files), removed afterwards. Its content is added to `scrub` first, so that no error message can carry it.
@@ -34,7 +62,10 @@ export async function withKubeconfigFile<T>(
   fn: (path: string) => Promise<T>,
 ): Promise<T> {
   const kubeconfig = await revealKubeconfig(secrets, secretName, scrub);
-  const dir = await mkdtemp(join(tmpdir(), 'icn-kubeconfig-'));
+  // A sweep that fails (an unreadable temporary folder) must not fail the step: the next process tries again.
+  sweep ??= removeDeadProcessesKubeconfigs(tmpdir()).catch(() => undefined);
+  await sweep;
+  const dir = await mkdtemp(join(tmpdir(), `${filePrefix}${process.pid}-`));
   try {
     const file = join(dir, 'kubeconfig');
     await writeFile(file, kubeconfig, { mode: 0o600 });
