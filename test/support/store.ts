@@ -1,5 +1,5 @@
 import { randomUUID } from 'node:crypto';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { labUp } from '../../deploy/dev/lab/index.ts';
@@ -13,12 +13,24 @@ export type Backend = 'pglite' | 'postgres';
 
 /**
  * A fresh store on the given backend: PGlite in memory, or a new database of its own on the machine's PostgreSQL
- * (lab peer "postgres"), dropped again by close().
+ * (lab peer "postgres"), dropped again by close(), which removes its artifact folder too.
  */
 export async function openTestStore(backend: Backend, maxArtifactBytes = 64 * 1024 * 1024): Promise<Store> {
   const artifactDir = mkdtempSync(join(tmpdir(), 'icn-artifacts-'));
   const common = { dataDir: undefined, artifactDir, maxArtifactBytes, secretKeys: testCodecKeys };
-  if (backend === 'pglite') return openStore(common);
+  const removeArtifacts = (): void => {
+    rmSync(artifactDir, { recursive: true, force: true });
+  };
+  if (backend === 'pglite') {
+    const store = await openStore(common);
+    return {
+      ...store,
+      close: async () => {
+        await store.close();
+        removeArtifacts();
+      },
+    };
+  }
   await labUp(['postgres']);
   const info = labPeer('postgres') as PostgresLabInfo;
   const database = `icn_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
@@ -31,6 +43,7 @@ export async function openTestStore(backend: Backend, maxArtifactBytes = 64 * 10
       await store.close();
       await admin.query(`DROP DATABASE ${database}`);
       await admin.close();
+      removeArtifacts();
     },
   };
 }
