@@ -7,6 +7,7 @@
  * Worker.create rather than src/worker/worker.ts's createWorker, which takes no tuning: the options are the same plus
  * the ones under test (ICN_BENCH_WORKER_OPTIONS, JSON).
  */
+import { createWriteStream } from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { NativeConnection, DefaultLogger, Runtime, Worker, type WorkerOptions } from '@temporalio/worker';
 import { createActivities } from '../../src/activities/index.ts';
@@ -74,7 +75,21 @@ function env(name: string): string {
   return value;
 }
 
-Runtime.install({ logger: new DefaultLogger('ERROR') });
+// ICN_BENCH_CORE_LOG (an env filter, e.g. WARN,temporalio_sdk_core=DEBUG) writes the SDK core's own log when a run is
+// being diagnosed: polls, activations, evictions, into ICN_BENCH_CORE_LOG_FILE.<pid>.
+const coreLog = process.env.ICN_BENCH_CORE_LOG;
+const coreLogFile =
+  coreLog === undefined ? undefined : createWriteStream(`${env('ICN_BENCH_CORE_LOG_FILE')}.${process.pid}`);
+Runtime.install({
+  logger: new DefaultLogger(coreLog === undefined ? 'ERROR' : 'TRACE', (entry) => {
+    const fields =
+      entry.meta === undefined
+        ? ''
+        : ` ${JSON.stringify(entry.meta, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`;
+    coreLogFile?.write(`${Number(entry.timestampNanos / 1_000_000n)} ${entry.level} ${entry.message}${fields}\n`);
+  }),
+  ...(coreLog !== undefined && { telemetryOptions: { logging: { filter: coreLog, forward: {} } } }),
+});
 const tuning = JSON.parse(process.env.ICN_BENCH_WORKER_OPTIONS ?? '{}') as TunableWorkerOptions;
 const pollMs = process.env.ICN_BENCH_BPA_POLL_MS;
 const store = await openStore({
