@@ -15,6 +15,7 @@ import {
   findHostNode,
   type KubeconfigSource,
   type KubernetesClient,
+  type NodeObject,
   uncordonNode,
   waitNodeReady,
 } from '../clients/kubernetes/index.ts';
@@ -73,7 +74,7 @@ export function createHostActivities(deps: HostActivityDeps) {
   const onCluster = <T>(secret: string, scrub: string[], fn: (kube: KubernetesClient) => Promise<T>): Promise<T> =>
     clusters.with(secret, scrub, fn);
 
-  async function hostNode(kube: KubernetesClient, site: string, host: string): Promise<string> {
+  async function hostNode(kube: KubernetesClient, site: string, host: string): Promise<NodeObject> {
     const node = await findHostNode(kube, { site, host });
     if (!node) {
       throw ApplicationFailure.create({
@@ -82,7 +83,7 @@ export function createHostActivities(deps: HostActivityDeps) {
         nonRetryable: false,
       });
     }
-    return node.metadata.name;
+    return node;
   }
 
   /** What a host runs now, by package, as its BPA recorded it (the latest record of each package). */
@@ -108,10 +109,12 @@ export function createHostActivities(deps: HostActivityDeps) {
         // Heard where it is awaited; a cluster that cannot be reached first leaves it unheard.
         site.catch(() => undefined);
         return await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
-          const [{ spec, status }, node] = await Promise.all([
+          const [{ spec, status }, found] = await Promise.all([
             site,
             resumed?.node ?? hostNode(kube, input.site, input.host),
           ]);
+          // As listed a moment ago (not when resumed): the cordon writes it without reading it again.
+          const [node, listed] = typeof found === 'string' ? [found, undefined] : [found.metadata.name, found];
           const progress: PatchProgress = resumed ?? { node, done: [] };
           let siteBpa: Promise<BpaClient> | undefined;
           const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
@@ -166,7 +169,7 @@ export function createHostActivities(deps: HostActivityDeps) {
             bpaReady?.catch(() => undefined);
             let cordonedNow = false;
             await step('cordon', async () => {
-              await cordonNode(kube, node, { by: cordonMark });
+              await cordonNode(kube, node, { by: cordonMark, ...(listed && { known: listed }) });
               cordonedNow = true;
             });
             await step('drain', () =>

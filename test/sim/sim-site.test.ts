@@ -107,6 +107,9 @@ describe('the simulated site', () => {
     expect(stats.requests['kube WATCH nodes']).toBeGreaterThanOrEqual(layout.hosts.length);
     expect(stats.requests['bootstrap GET secret']).toBe(1);
     expect(stats.requests['bpa PUT upload']).toBe(2);
+    // A node is read once per host, to uncordon it: the cordon writes the node as the host's lookup listed it.
+    expect(stats.requests['kube GET node']).toBe(layout.hosts.length);
+    expect(stats.requests['kube PUT node']).toBe(2 * layout.hosts.length);
     expect((await store.sites.get(site)).status).toMatchObject({
       phase: 'Ready',
       installedProfile: { name: profileName, version: patchVersion },

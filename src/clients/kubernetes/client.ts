@@ -144,9 +144,14 @@ export class KubernetesClient {
   async update<T extends KubeObject = KubeObject>(
     ref: ObjectRef,
     change: (current: T) => T | undefined | Promise<T | undefined>,
+    opts: { known?: T } = {},
   ): Promise<T> {
+    let known = opts.known;
     return this.#retryConflicts(conflictAttempts, async () => {
-      const current = await this.get<T>(ref);
+      // A copy the caller read a moment ago saves the read; if it was stale, the write is refused (409) and the
+      // retry reads.
+      const current = known ?? (await this.get<T>(ref));
+      known = undefined;
       const next = await change(structuredClone(current));
       if (next === undefined) return current;
       return this.#transport.request<T>({

@@ -46,21 +46,25 @@ export const cordonedByAnnotation = 'icn.akraino.org/cordoned-by';
 
 /**
  * Cordons the node. With `by`, a node this call cordons is marked as cordoned by it; a node already cordoned (by an
- * operator, say) is left unmarked.
+ * operator, say) is left unmarked. `known`: the node as just read (findHostNode's), which saves reading it again.
  */
 export async function cordonNode(
   kube: KubernetesClient,
   name: string,
-  opts: { by?: string } = {},
+  opts: { by?: string; known?: NodeObject } = {},
 ): Promise<NodeObject> {
-  return kube.update<NodeObject>(nodeRef(name), (node) => {
-    if (node.spec?.unschedulable === true) return undefined;
-    const annotations = {
-      ...node.metadata.annotations,
-      ...(opts.by !== undefined && { [cordonedByAnnotation]: opts.by }),
-    };
-    return { ...node, metadata: { ...node.metadata, annotations }, spec: { ...node.spec, unschedulable: true } };
-  });
+  return kube.update<NodeObject>(
+    nodeRef(name),
+    (node) => {
+      if (node.spec?.unschedulable === true) return undefined;
+      const annotations = {
+        ...node.metadata.annotations,
+        ...(opts.by !== undefined && { [cordonedByAnnotation]: opts.by }),
+      };
+      return { ...node, metadata: { ...node.metadata, annotations }, spec: { ...node.spec, unschedulable: true } };
+    },
+    opts.known === undefined ? {} : { known: opts.known },
+  );
 }
 
 /** Uncordons the node; with `by`, only when `by` cordoned it (its mark goes too). */

@@ -254,6 +254,26 @@ describe('KubernetesClient', () => {
     expect((updated.spec as { online: boolean }).online).toBe(false);
   });
 
+  it('updates from a copy the caller already holds without reading it again; a stale copy is refused and redone', async () => {
+    const ref = refOf(await client.apply(bareMetalHost(unique('known'))));
+    const held = await client.get(ref);
+    const seen: (string | undefined)[] = [];
+    const label = (value: string) => (current: typeof held) => {
+      seen.push(current.metadata.resourceVersion);
+      return { ...current, metadata: { ...current.metadata, labels: { ...current.metadata.labels, step: value } } };
+    };
+    const first = await client.update(ref, label('one'), { known: held });
+    // The change was given the held copy itself: nothing was read in between.
+    expect(seen).toEqual([held.metadata.resourceVersion]);
+    expect(first.metadata.labels).toMatchObject({ step: 'one' });
+    // `held` is stale now: the write with its version is refused (409), and the retry reads the stored object.
+    seen.length = 0;
+    const second = await client.update(ref, label('two'), { known: held });
+    expect(seen).toEqual([held.metadata.resourceVersion, first.metadata.resourceVersion]);
+    expect((await client.get(ref)).metadata.labels).toMatchObject({ step: 'two' });
+    expect(second.metadata.resourceVersion).not.toBe(first.metadata.resourceVersion);
+  });
+
   it('reads a Secret with its values decoded', async () => {
     const name = unique('bmc');
     await client.apply({
