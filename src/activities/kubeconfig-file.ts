@@ -39,13 +39,14 @@ function alive(pid: number): boolean {
 
 /**
  * Removes the kubeconfig files that processes which died mid-step (a killed worker) left in `dir`: the secret must not
- * outlive its step in clear. Each process names its files by its pid; once per process, before its first file.
- * Returns what was removed.
+ * outlive its step in clear. Each process names its files by its pid and calls this once, before its first file, so
+ * that files named by its own pid are a previous process's too (a restarted container often gets the same pid and
+ * keeps its /tmp). Returns what was removed.
  */
 export async function removeDeadProcessesKubeconfigs(dir: string): Promise<string[]> {
   const stale = (await readdir(dir)).filter((name) => {
-    const pid = ownedFile.exec(name)?.[1];
-    return pid !== undefined && !alive(Number(pid));
+    const pid = Number(ownedFile.exec(name)?.[1] ?? Number.NaN);
+    return !Number.isNaN(pid) && (pid === process.pid || !alive(pid));
   });
   await Promise.all(stale.map((name) => rm(join(dir, name), { recursive: true, force: true })));
   return stale;

@@ -31,10 +31,16 @@ describe('removeDeadProcessesKubeconfigs', () => {
   it("removes the kubeconfig files of processes that died, and keeps a live process's and anything else", async () => {
     const dead = await deadPid();
     const ofDead = leftover(`icn-kubeconfig-${dead}-Ab12Cd`);
-    const ofLive = leftover(`icn-kubeconfig-${process.pid}-Ef34Gh`);
+    // The parent (jest): alive, and not this process.
+    const ofLive = leftover(`icn-kubeconfig-${process.ppid}-Ef34Gh`);
     const unowned = leftover('icn-kubeconfig-Ij56Kl');
-    expect(await removeDeadProcessesKubeconfigs(dir)).toEqual([`icn-kubeconfig-${dead}-Ab12Cd`]);
+    // Named by this process's pid before it wrote any: an earlier process's (a restarted container, same pid).
+    const ofEarlierSelf = leftover(`icn-kubeconfig-${process.pid}-Qr90St`);
+    expect((await removeDeadProcessesKubeconfigs(dir)).sort()).toEqual(
+      [`icn-kubeconfig-${dead}-Ab12Cd`, `icn-kubeconfig-${process.pid}-Qr90St`].sort(),
+    );
     expect(existsSync(ofDead)).toBe(false);
+    expect(existsSync(ofEarlierSelf)).toBe(false);
     expect(existsSync(ofLive)).toBe(true);
     expect(existsSync(unowned)).toBe(true);
   });
