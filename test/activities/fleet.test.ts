@@ -1,6 +1,5 @@
 // Needs: PGlite (embedded) for the inventory, and the real Temporal dev server (tools cache) for running operations.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { Client } from '@temporalio/client';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { decodeArrayFromPayloads, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../../src/temporal/search-attributes.ts';
@@ -164,29 +163,5 @@ describe('startRolloutSites', () => {
       Object.fromEntries(sites.slice(0, 2).map((s) => [s, { busy: `site/${s}/patch is already running` }])),
     );
     await Promise.all(sites.map((s) => env.client.workflow.getHandle(`site/${s}/patch`).terminate('test over')));
-  });
-
-  it("asks a worker's own connection for eager starts, which a queue this process does not serve declines", async () => {
-    // A worker's activities reach the server over its NativeConnection: eager start is asked for, and granted only
-    // when a worker of this process serves the queue with a free slot (the rollout tests see it granted). Here none
-    // does: the site must start all the same, its first task waiting on the queue.
-    const site = uniqueName('eager');
-    const rolloutId = uniqueName('r');
-    const input = {
-      rollout: `rollout/${rolloutId}`,
-      rolloutId,
-      operation: 'patch' as const,
-      taskQueue: uniqueName('nobody'),
-      sites: [{ site, input: { site, maxUnavailable: 1 } }],
-    };
-    const client = new Client({ connection: env.nativeConnection, namespace: env.namespace ?? 'icn' });
-    const mock = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000 }, { client });
-    expect(await mock.run((i: typeof input) => createFleetActivities({ store }).startRolloutSites(i), input)).toEqual({
-      [site]: { started: true },
-    });
-    const events = (await env.client.workflow.getHandle(`site/${site}/patch`).fetchHistory()).events ?? [];
-    expect(events[0]?.workflowExecutionStartedEventAttributes?.eagerExecutionAccepted).toBe(false);
-    expect(events.some((e) => e.workflowTaskStartedEventAttributes)).toBe(false);
-    await env.client.workflow.getHandle(`site/${site}/patch`).terminate('test over');
   });
 });
