@@ -81,13 +81,16 @@ const coreLog = process.env.ICN_BENCH_CORE_LOG;
 const coreLogFile =
   coreLog === undefined ? undefined : createWriteStream(`${env('ICN_BENCH_CORE_LOG_FILE')}.${process.pid}`);
 Runtime.install({
-  logger: new DefaultLogger(coreLog === undefined ? 'ERROR' : 'TRACE', (entry) => {
-    const fields =
-      entry.meta === undefined
-        ? ''
-        : ` ${JSON.stringify(entry.meta, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`;
-    coreLogFile?.write(`${Number(entry.timestampNanos / 1_000_000n)} ${entry.level} ${entry.message}${fields}\n`);
-  }),
+  logger:
+    coreLogFile === undefined
+      ? new DefaultLogger('ERROR')
+      : new DefaultLogger('TRACE', (entry) => {
+          const fields =
+            entry.meta === undefined
+              ? ''
+              : ` ${JSON.stringify(entry.meta, (_k, v: unknown) => (typeof v === 'bigint' ? String(v) : v))}`;
+          coreLogFile.write(`${Number(entry.timestampNanos / 1_000_000n)} ${entry.level} ${entry.message}${fields}\n`);
+        }),
   ...(coreLog !== undefined && { telemetryOptions: { logging: { filter: coreLog, forward: {} } } }),
 });
 const tuning = JSON.parse(process.env.ICN_BENCH_WORKER_OPTIONS ?? '{}') as TunableWorkerOptions;
