@@ -18,32 +18,24 @@ export type Backend = 'pglite' | 'postgres';
 export async function openTestStore(backend: Backend, maxArtifactBytes = 64 * 1024 * 1024): Promise<Store> {
   const artifactDir = mkdtempSync(join(tmpdir(), 'icn-artifacts-'));
   const common = { dataDir: undefined, artifactDir, maxArtifactBytes, secretKeys: testCodecKeys };
-  const removeArtifacts = (): void => {
-    rmSync(artifactDir, { recursive: true, force: true });
-  };
-  if (backend === 'pglite') {
-    const store = await openStore(common);
-    return {
-      ...store,
-      close: async () => {
-        await store.close();
-        removeArtifacts();
-      },
-    };
-  }
+  // Closing also cleans up what the store was given: `after` (its database), then its artifact folder.
+  const closing = (store: Store, after: () => Promise<void> = async () => undefined): Store => ({
+    ...store,
+    close: async () => {
+      await store.close();
+      await after();
+      rmSync(artifactDir, { recursive: true, force: true });
+    },
+  });
+  if (backend === 'pglite') return closing(await openStore(common));
   await labUp(['postgres']);
   const info = labPeer('postgres') as PostgresLabInfo;
   const database = `icn_test_${randomUUID().replaceAll('-', '').slice(0, 12)}`;
   const admin = postgres(postgresUrl(info));
   await admin.query(`CREATE DATABASE ${database}`);
   const store = await openStore({ ...common, databaseUrl: postgresUrl(info, database) });
-  return {
-    ...store,
-    close: async () => {
-      await store.close();
-      await admin.query(`DROP DATABASE ${database}`);
-      await admin.close();
-      removeArtifacts();
-    },
-  };
+  return closing(store, async () => {
+    await admin.query(`DROP DATABASE ${database}`);
+    await admin.close();
+  });
 }
