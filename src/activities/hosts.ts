@@ -141,11 +141,13 @@ export function createHostActivities(deps: HostActivityDeps) {
             flush();
             timer = setInterval(flush, keepAlive);
           }, firstBeatAt - Date.now());
-          const step = async (name: Step, run: () => Promise<unknown>): Promise<void> => {
-            if (progress.done.includes(name)) return;
-            await run();
+          /** The step's result, or undefined when an earlier attempt did it. */
+          const step = async <T>(name: Step, run: () => Promise<T>): Promise<T | undefined> => {
+            if (progress.done.includes(name)) return undefined;
+            const result = await run();
             progress.done.push(name);
             beat();
+            return result;
           };
           try {
             if (input.action === 'rollback' && progress.done.length === 0) {
@@ -207,7 +209,7 @@ export function createHostActivities(deps: HostActivityDeps) {
               // reboot it asked for. The inventory, written right after the request, does.
               const rebootId = activityJobId(`-${input.action}-reboot`);
               if (status?.hosts?.[input.host]?.rebootedBy !== rebootId) {
-                await ironic.reboot(name);
+                await ironic.requestReboot(name);
                 await deps.recordHostState({
                   site: input.site,
                   host: input.host,
@@ -224,11 +226,13 @@ export function createHostActivities(deps: HostActivityDeps) {
               });
               progress.rebooted = true;
             });
-            await step('ready', () =>
+            const ready = await step('ready', () =>
               waitNodeReady(kube, node, { timeoutMs: readyTimeoutMs, signal: ctx.cancellationSignal }),
             );
             // Independent: the node back in service, and what the BPA recorded as installed.
-            const uncordoned = step('uncordon', () => uncordonNode(kube, node, { by: cordonMark }));
+            const uncordoned = step('uncordon', () =>
+              uncordonNode(kube, node, { by: cordonMark, ...(ready && { known: ready }) }),
+            );
             const verified = step('verify', async () => {
               const versions = await hostVersions(await bpaOf(), input.host);
               if (input.action === 'install') {

@@ -420,7 +420,7 @@ export function createProvisioningActivities(deps: ProvisioningActivityDeps) {
         const name = ironicNodeName(input.site, input.host);
         const wait = waitOptions(() => 'rebooting');
         if (ctx.info.heartbeatDetails !== 'rebooting') {
-          await ironic.reboot(name);
+          await ironic.requestReboot(name);
           ctx.heartbeat('rebooting');
         }
         await ironic.waitForPowerState(name, 'power on', wait);

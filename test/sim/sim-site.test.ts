@@ -106,9 +106,14 @@ describe('the simulated site', () => {
     expect(stats.unhandled).toEqual({});
     expect(stats.requests['kube WATCH nodes']).toBeGreaterThanOrEqual(layout.hosts.length);
     expect(stats.requests['bootstrap GET secret']).toBe(1);
+    // Two small artifacts, each sent whole without asking where an upload stands first.
     expect(stats.requests['bpa PUT upload']).toBe(2);
-    // A node is read once per host, to uncordon it: the cordon writes the node as the host's lookup listed it.
-    expect(stats.requests['kube GET node']).toBe(layout.hosts.length);
+    expect(stats.requests['bpa GET upload']).toBeUndefined();
+    // No node is read on its own: the cordon writes it as the host's lookup listed it, the uncordon as it was seen
+    // Ready; and the core kinds need no discovery.
+    expect(stats.requests['kube GET node']).toBeUndefined();
+    expect(stats.requests['kube GET discovery']).toBeUndefined();
+    expect(stats.requests['bootstrap GET discovery']).toBeUndefined();
     expect(stats.requests['kube PUT node']).toBe(2 * layout.hosts.length);
     expect((await store.sites.get(site)).status).toMatchObject({
       phase: 'Ready',

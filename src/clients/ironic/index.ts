@@ -8,7 +8,7 @@ import { deleteNode, type EnrollSpec, enrollNode } from './enroll.ts';
 import { type IronicHttpOptions, IronicHttp } from './http.ts';
 import { type InstanceInfo, setInstanceInfo } from './instance-info.ts';
 import { findNode, getNode } from './read.ts';
-import { changeProvisionState, setPowerState, type StateChangeOptions } from './states.ts';
+import { changeProvisionState, requestPowerState, setPowerState, type StateChangeOptions } from './states.ts';
 import { versionsSchema, type IronicNode, type IronicPort, type StableProvisionState } from './types.ts';
 import { type WaitOptions, waitForPowerState, waitForProvisionState } from './wait.ts';
 
@@ -121,6 +121,14 @@ export class IronicClient {
 
   reboot(ident: string, opts?: StateChangeOptions): Promise<IronicNode> {
     return setPowerState(this.#http, ident, 'rebooting', opts);
+  }
+
+  /**
+   * Asks for a power cycle and returns without reading the node again: for a caller that records the request before
+   * it waits with waitForPowerState (at a fleet's scale, a read fewer per host rebooted).
+   */
+  requestReboot(ident: string): Promise<void> {
+    return requestPowerState(this.#http, ident, 'rebooting');
   }
 
   waitForProvisionState(ident: string, target: StableProvisionState, opts: WaitOptions): Promise<IronicNode> {

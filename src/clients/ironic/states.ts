@@ -72,12 +72,8 @@ export async function changeProvisionState(
   return opts.wait ? waitForProvisionState(http, ident, t.settlesIn, opts.wait) : getNode(http, ident);
 }
 
-export async function setPowerState(
-  http: IronicHttp,
-  ident: string,
-  target: PowerTarget,
-  opts: StateChangeOptions = {},
-): Promise<IronicNode> {
+/** Asks for the power state unless the node is there or on its way; returns once Ironic has taken the request. */
+export async function requestPowerState(http: IronicHttp, ident: string, target: PowerTarget): Promise<void> {
   const before = await getNode(http, ident);
   const there = target !== 'rebooting' && before.power_state === target && before.target_power_state === null;
   if (!there && before.target_power_state !== target) {
@@ -87,6 +83,15 @@ export async function setPowerState(
       body: { target },
     });
   }
+}
+
+export async function setPowerState(
+  http: IronicHttp,
+  ident: string,
+  target: PowerTarget,
+  opts: StateChangeOptions = {},
+): Promise<IronicNode> {
+  await requestPowerState(http, ident, target);
   const settles = target === 'power off' ? 'power off' : 'power on';
   return opts.wait ? waitForPowerState(http, ident, settles, opts.wait) : getNode(http, ident);
 }

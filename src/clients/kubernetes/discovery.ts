@@ -20,6 +20,30 @@ export interface ResourceInfo {
   namespaced: boolean;
 }
 
+/**
+ * The core group's built-in kinds, whose paths have not changed since Kubernetes 1.0: resolved without asking, a
+ * discovery request fewer per cluster client (one per site at a fleet rollout's start).
+ */
+const coreV1 = new Map<string, ApiResource>(
+  (
+    [
+      ['ConfigMap', 'configmaps', true],
+      ['Endpoints', 'endpoints', true],
+      ['Event', 'events', true],
+      ['LimitRange', 'limitranges', true],
+      ['Namespace', 'namespaces', false],
+      ['Node', 'nodes', false],
+      ['PersistentVolume', 'persistentvolumes', false],
+      ['PersistentVolumeClaim', 'persistentvolumeclaims', true],
+      ['Pod', 'pods', true],
+      ['ResourceQuota', 'resourcequotas', true],
+      ['Secret', 'secrets', true],
+      ['Service', 'services', true],
+      ['ServiceAccount', 'serviceaccounts', true],
+    ] as const
+  ).map(([kind, name, namespaced]) => [kind, { kind, name, namespaced }]),
+);
+
 export class Discovery {
   readonly #transport: KubeTransport;
   readonly #byGroupVersion = new Map<string, Promise<Map<string, ApiResource>>>();
@@ -44,7 +68,8 @@ export class Discovery {
 
   async resource(apiVersion: string, kind: string): Promise<ResourceInfo> {
     const base = apiVersion.includes('/') ? `/apis/${apiVersion}` : `/api/${apiVersion}`;
-    let found: ApiResource | undefined;
+    let found = apiVersion === 'v1' ? coreV1.get(kind) : undefined;
+    if (found !== undefined) return { base, plural: found.name, namespaced: found.namespaced };
     try {
       found = (await this.#load(apiVersion)).get(kind);
       if (found === undefined) {

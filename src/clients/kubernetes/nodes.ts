@@ -67,21 +67,28 @@ export async function cordonNode(
   );
 }
 
-/** Uncordons the node; with `by`, only when `by` cordoned it (its mark goes too). */
+/**
+ * Uncordons the node; with `by`, only when `by` cordoned it (its mark goes too). `known`: the node as just read
+ * (waitNodeReady's), which saves reading it again.
+ */
 export async function uncordonNode(
   kube: KubernetesClient,
   name: string,
-  opts: { by?: string } = {},
+  opts: { by?: string; known?: NodeObject } = {},
 ): Promise<NodeObject> {
-  return kube.update<NodeObject>(nodeRef(name), (node) => {
-    const mark = node.metadata.annotations?.[cordonedByAnnotation];
-    if (opts.by !== undefined && mark !== opts.by) return undefined;
-    if (node.spec?.unschedulable !== true && mark === undefined) return undefined;
-    const { [cordonedByAnnotation]: _mark, ...annotations } = node.metadata.annotations ?? {};
-    const { unschedulable: _old, ...spec } = node.spec ?? {};
-    // The API server leaves a false flag out of what it stores; writing it that way keeps reads and writes alike.
-    return { ...node, metadata: { ...node.metadata, annotations }, spec };
-  });
+  return kube.update<NodeObject>(
+    nodeRef(name),
+    (node) => {
+      const mark = node.metadata.annotations?.[cordonedByAnnotation];
+      if (opts.by !== undefined && mark !== opts.by) return undefined;
+      if (node.spec?.unschedulable !== true && mark === undefined) return undefined;
+      const { [cordonedByAnnotation]: _mark, ...annotations } = node.metadata.annotations ?? {};
+      const { unschedulable: _old, ...spec } = node.spec ?? {};
+      // The API server leaves a false flag out of what it stores; writing it that way keeps reads and writes alike.
+      return { ...node, metadata: { ...node.metadata, annotations }, spec };
+    },
+    opts.known === undefined ? {} : { known: opts.known },
+  );
 }
 
 export interface DrainProgress {

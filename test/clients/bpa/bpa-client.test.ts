@@ -84,6 +84,45 @@ describe('BpaClient', () => {
     expect(ranges).toHaveLength(6);
   });
 
+  it('sends a small artifact whole without asking first; one an earlier attempt left half-way goes on from there', async () => {
+    const content = randomBytes(50_000);
+    const file = join(dir, 'small.bin');
+    writeFileSync(file, content);
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    const spec = {
+      type: 'binary-package' as const,
+      name: 'agent',
+      version: '1.0.0',
+      sha256,
+      size: 50_000,
+      metadata: {},
+    };
+    const seen: string[] = [];
+    const recording =
+      (breakAt?: number): typeof fetch =>
+      async (input, init) => {
+        const method = init?.method ?? 'GET';
+        const path = new URL(input instanceof Request ? input.url : String(input)).pathname;
+        seen.push(
+          `${method} ${path.split('/').slice(0, 3).join('/')} ${new Headers(init?.headers).get('content-range') ?? ''}`.trim(),
+        );
+        if (method === 'PUT' && seen.filter((s) => s.startsWith('PUT')).length === breakAt) {
+          throw new TypeError('fetch failed', { cause: new Error('socket hang up') });
+        }
+        return fetch(input, init);
+      };
+    // An attempt in 20,000-byte chunks breaks before its second chunk: 20,000 bytes stand at the BPA.
+    const broken = new BpaClient({ url, token, chunkBytes: 20_000, fetch: recording(2) });
+    await expect(broken.uploadArtifact(spec, file)).rejects.toMatchObject({ reason: 'Unreachable' });
+    seen.length = 0;
+
+    const client = new BpaClient({ url, token, fetch: recording() });
+    expect(await client.uploadArtifact(spec, file)).toEqual({ sha256, size: 50_000, offset: 50_000, complete: true });
+    // No status asked: the whole file offered, refused at 20,000 (409), then the rest.
+    expect(seen).toEqual(['PUT /v1/uploads bytes 0-49999/50000', 'PUT /v1/uploads bytes 20000-49999/50000']);
+    expect(await client.getArtifact(sha256)).toMatchObject({ sha256, size: 50_000 });
+  });
+
   it('classifies failures: unreachable is retryable, refusals are not, and errors carry no token', async () => {
     const down = new BpaClient({ url: `http://127.0.0.1:${await freePort()}`, token });
     const unreachable = await down.listArtifacts().catch((e: unknown) => e);

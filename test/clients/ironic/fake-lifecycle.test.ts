@@ -1,5 +1,5 @@
 // Needs: ironic (lab peer: Debian's Ironic with fake-hardware)
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import type { IronicClient } from '../../../src/clients/ironic/index.ts';
 import { fastWait, ironicLab, removeNode } from './lab.ts';
 
@@ -50,6 +50,15 @@ describe('fake-hardware node through its whole lifecycle', () => {
     expect((await client.powerOff(name, { wait: fastWait })).power_state).toBe('power off');
     expect((await client.powerOn(name, { wait: fastWait })).power_state).toBe('power on');
     expect((await client.reboot(name, { wait: fastWait })).power_state).toBe('power on');
+    // A reboot asked for without waiting: the node's read and the request, no read after it.
+    const calls = jest.spyOn(globalThis, 'fetch');
+    try {
+      await client.requestReboot(name);
+      expect(calls.mock.calls.map(([, init]) => init?.method ?? 'GET')).toEqual(['GET', 'PUT']);
+    } finally {
+      calls.mockRestore();
+    }
+    expect((await client.waitForPowerState(name, 'power on', fastWait)).power_state).toBe('power on');
 
     const available = await client.undeploy(name, { wait: fastWait });
     expect(available.provision_state).toBe('available');
