@@ -10,6 +10,7 @@ import { InstalledSitePlan, PatchPlan, SitePlan } from '../domain/plan.ts';
 import { HostStatus, SiteStatus } from '../domain/site.ts';
 import { type Store, StoreError } from '../store/index.ts';
 import { toActivityFailure } from './errors.ts';
+import { sharedRead } from './shared-reads.ts';
 
 export interface InventoryActivityDeps {
   store: Store;
@@ -31,7 +32,23 @@ const maxStatusAttempts = 1000;
 /** JSON as the database stores it: no undefined members, so that "unchanged" compares true. */
 const plain = <T>(value: T): T => JSON.parse(JSON.stringify(value)) as T;
 
+/**
+ * How long a profile read serves the sites that ask for it alike. Profiles are immutable per version; this only
+ * bounds how long a version deleted and published again with other content could still be served (to patches that
+ * start within it).
+ */
+const profileReadTtlMs = 10_000;
+
 export function createInventoryActivities(deps: InventoryActivityDeps) {
+  // A rollout's sites all load the same two profiles within seconds: one query each serves them all.
+  const profile = sharedRead((name: string, version: string) => deps.store.profiles.get(name, version), {
+    ttlMs: profileReadTtlMs,
+  });
+  const artifactSizes = sharedRead(
+    (name: string, version: string) => deps.store.profiles.artifactSizes(name, version),
+    { ttlMs: profileReadTtlMs },
+  );
+
   /**
    * Applies `change` to the site's status atomically; writes (and bumps resourceVersion) only on a real change. A write
    * that lost the race to another is redone on what that one wrote. Optimistic rather than a row lock: two statements
@@ -63,7 +80,7 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
       try {
         const stored = await deps.store.sites.get(site);
         const ref = stored.spec.softwareProfile;
-        const profile = await deps.store.profiles.get(ref.name, ref.version).catch((err: unknown) => {
+        const found = await profile(ref.name, ref.version).catch((err: unknown) => {
           if (err instanceof StoreError && err.code === 'NotFound') {
             throw new StoreError(
               'MissingReference',
@@ -76,7 +93,7 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
         return SitePlan.parse({
           site,
           spec: stored.spec,
-          profile: { name: ref.name, version: ref.version, spec: profile.spec },
+          profile: { name: ref.name, version: ref.version, spec: found.spec },
         });
       } catch (err) {
         throw toActivityFailure(err);
@@ -99,9 +116,9 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
           );
         }
         const [from, to, artifactBytes] = await Promise.all([
-          deps.store.profiles.get(installed.name, installed.version),
-          deps.store.profiles.get(input.profile.name, input.profile.version),
-          deps.store.profiles.artifactSizes(input.profile.name, input.profile.version),
+          profile(installed.name, installed.version),
+          profile(input.profile.name, input.profile.version),
+          artifactSizes(input.profile.name, input.profile.version),
         ]);
         const plan = PatchPlan.parse({
           plan: { site: input.site, spec: stored.spec, profile: { ...input.profile, spec: to.spec } },
@@ -130,12 +147,12 @@ export function createInventoryActivities(deps: InventoryActivityDeps) {
         if (!installed || stored.status?.phase === 'Installing') {
           throw new StoreError('Invalid', `site "${site}" is not installed yet`, 'status.installedProfile');
         }
-        const profile = await deps.store.profiles.get(installed.name, installed.version);
+        const installedProfile = await profile(installed.name, installed.version);
         const kubernetesVersion = stored.status?.kubernetesVersion ?? stored.spec.cluster.kubernetesVersion;
         // The cluster as it runs: an upgrade since the spec was written must not be undone by a resize.
         const spec = { ...stored.spec, cluster: { ...stored.spec.cluster, kubernetesVersion } };
         return InstalledSitePlan.parse({
-          plan: { site, spec, profile: { ...installed, spec: profile.spec } },
+          plan: { site, spec, profile: { ...installed, spec: installedProfile.spec } },
           installedHosts: Object.keys(stored.status?.hosts ?? {}).sort(),
           kubernetesVersion,
         });

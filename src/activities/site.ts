@@ -11,6 +11,7 @@ import { createFleetActivities } from './fleet.ts';
 import { createHostActivities } from './hosts.ts';
 import { createInventoryActivities } from './inventory.ts';
 import { createProvisioningActivities } from './provisioning.ts';
+import { sharedRead } from './shared-reads.ts';
 
 /** The peers a worker that runs site operations reaches, as factories so that tests hand in lab peers. */
 export interface SitePeers {
@@ -54,7 +55,8 @@ function siteLocalActivities(peers: SitePeers, inventory: Pick<InventoryActiviti
     sites: store.sites,
     secrets: store.secrets,
     artifacts: {
-      get: (sha256) => store.artifacts.get(sha256),
+      // Named by their content: the same sha256 is the same artifact for as long as it is kept.
+      get: sharedRead((sha256: string) => store.artifacts.get(sha256), { ttlMs: 60_000 }),
       pathOf: (sha256) => store.artifacts.files.pathOf(sha256),
     },
     bpa: peers.bpa ?? ((url, token) => new BpaClient({ url, token })),

@@ -1,7 +1,7 @@
 // Needs: PGlite (embedded) and the machine's PostgreSQL (lab peer "postgres"), where parallel writers really race
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, test } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, jest, test } from '@jest/globals';
 import { ApplicationFailure } from '@temporalio/common';
 import { createInventoryActivities } from '../../src/activities/inventory.ts';
 import { SitePlan } from '../../src/domain/plan.ts';
@@ -160,5 +160,29 @@ describe.each<Backend>(['pglite', 'postgres'])('inventory activities on %s', (ba
     });
     const missing = await failureOf(activities.recordHostState({ site: 'edge-nowhere', host: 'h', state: 'Ready' }));
     expect(missing).toMatchObject({ type: 'NotFound' });
+  });
+
+  test('sites whose plans load at once share one read of their profile; a profile missing is asked for again', async () => {
+    const fresh = createInventoryActivities({ store });
+    const sites = ['edge-share-0', 'edge-share-1', 'edge-share-2', 'edge-share-3'];
+    for (const site of sites) await store.sites.create({ name: site }, siteSpec('1.0.0'));
+    const reads = jest.spyOn(store.profiles, 'get');
+    try {
+      const plans = await Promise.all(sites.map((site) => fresh.loadSitePlan(site)));
+      expect(plans.map((p) => p.profile.spec.osImage.sha256)).toEqual(sites.map(() => sha('os image bytes')));
+      expect(reads).toHaveBeenCalledTimes(1);
+
+      await store.sites.create({ name: 'edge-later' }, siteSpec('2.0.0'));
+      expect(await failureOf(fresh.loadSitePlan('edge-later'))).toMatchObject({ type: 'MissingReference' });
+      await store.profiles.create(
+        { name: 'edge-base' },
+        SoftwareProfileSpec.parse({ version: '2.0.0', osImage: { sha256: sha('os image bytes') } }),
+      );
+      // The miss was not kept: the profile published since is found.
+      expect((await fresh.loadSitePlan('edge-later')).profile.version).toBe('2.0.0');
+      expect(reads).toHaveBeenCalledTimes(3);
+    } finally {
+      reads.mockRestore();
+    }
   });
 });
