@@ -27,8 +27,15 @@ export interface BpmActivityDeps {
       data: Record<string, string>,
     ): Promise<unknown>;
   };
-  /** An artifact's metadata and where the central store keeps its content. */
-  artifacts: { get(sha256: string): Promise<ArtifactSpec>; pathOf(sha256: string): string };
+  /**
+   * An artifact's metadata and where the central store keeps its content; `held`, when given, the bytes of an
+   * artifact small enough to be kept in memory (undefined for a larger one), read once for every site it goes to.
+   */
+  artifacts: {
+    get(sha256: string): Promise<ArtifactSpec>;
+    pathOf(sha256: string): string;
+    held?(sha256: string): Promise<Uint8Array | undefined>;
+  };
   /** A BPA client for a URL and bearer token (`new BpaClient`); tests hand in the same. */
   bpa: (url: string, token: string) => BpaClient;
   pollIntervalMs?: number;
@@ -252,7 +259,8 @@ export function createBpmActivities(deps: BpmActivityDeps) {
           if (held.has(sha256)) continue;
           const spec = await deps.artifacts.get(sha256);
           beat({ sha256, offset: 0 });
-          await bpa.uploadArtifact(spec, deps.artifacts.pathOf(sha256), {
+          const source = (await deps.artifacts.held?.(sha256)) ?? deps.artifacts.pathOf(sha256);
+          await bpa.uploadArtifact(spec, source, {
             onProgress: (offset) => {
               beat({ sha256, offset });
             },

@@ -1,3 +1,4 @@
+import { readFile } from 'node:fs/promises';
 import { BpaClient } from '../clients/bpa/index.ts';
 import type { HelmClient } from '../clients/helm/index.ts';
 import type { IronicClient } from '../clients/ironic/index.ts';
@@ -12,6 +13,9 @@ import { createHostActivities } from './hosts.ts';
 import { createInventoryActivities } from './inventory.ts';
 import { createProvisioningActivities } from './provisioning.ts';
 import { sharedRead } from './shared-reads.ts';
+
+/** Artifacts held in memory are at most this big, 64 of them at most: 16 MiB. */
+const heldArtifactMaxBytes = 256 * 2 ** 10;
 
 /** The peers a worker that runs site operations reaches, as factories so that tests hand in lab peers. */
 export interface SitePeers {
@@ -51,13 +55,21 @@ export function createSiteLocalActivities(peers: SitePeers) {
 
 function siteLocalActivities(peers: SitePeers, inventory: Pick<InventoryActivities, 'recordHostState'>) {
   const { store } = peers;
+  // Named by their content: the same sha256 is the same artifact for as long as it is kept.
+  const artifact = sharedRead((sha256: string) => store.artifacts.get(sha256), { ttlMs: 60_000 });
+  const pathOf = (sha256: string) => store.artifacts.files.pathOf(sha256);
   const bpmDeps: BpmActivityDeps = {
     sites: store.sites,
     secrets: store.secrets,
     artifacts: {
-      // Named by their content: the same sha256 is the same artifact for as long as it is kept.
-      get: sharedRead((sha256: string) => store.artifacts.get(sha256), { ttlMs: 60_000 }),
-      pathOf: (sha256) => store.artifacts.files.pathOf(sha256),
+      get: artifact,
+      pathOf,
+      // A patch's packages go to every site of a rollout: small ones are read from disk once, not once per site.
+      held: sharedRead(
+        async (sha256: string) =>
+          (await artifact(sha256)).size <= heldArtifactMaxBytes ? readFile(pathOf(sha256)) : undefined,
+        { ttlMs: 60_000, max: 64 },
+      ),
     },
     bpa: peers.bpa ?? ((url, token) => new BpaClient({ url, token })),
     ...(peers.bpaPollIntervalMs !== undefined && { pollIntervalMs: peers.bpaPollIntervalMs }),

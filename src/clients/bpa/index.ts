@@ -75,17 +75,19 @@ export class BpaClient {
   }
 
   /**
-   * Uploads the file at `path` as `spec`, from wherever the BPA already stands (a previous upload cut off resumes
-   * there). `onProgress` gets the offset after each chunk, e.g. for an activity heartbeat.
+   * Uploads `source` as `spec`, from wherever the BPA already stands (a previous upload cut off resumes there):
+   * a file's path, or the artifact's bytes when the caller holds them. `onProgress` gets the offset after each
+   * chunk, e.g. for an activity heartbeat.
    */
   async uploadArtifact(
     spec: ArtifactSpec,
-    path: string,
+    source: string | Uint8Array,
     opts: { onProgress?: (offset: number) => void } = {},
   ): Promise<UploadStatus> {
-    const size = (await stat(path)).size;
+    const size = typeof source === 'string' ? (await stat(source)).size : source.byteLength;
     if (size !== spec.size) {
-      throw new PeerError('bpa', `${path} has ${size} bytes, not the ${spec.size} declared`, {
+      const what = typeof source === 'string' ? source : `the content of ${spec.sha256}`;
+      throw new PeerError('bpa', `${what} has ${size} bytes, not the ${spec.size} declared`, {
         retryable: false,
         reason: 'LocalFileError',
       });
@@ -109,9 +111,11 @@ export class BpaClient {
       const headers: Record<string, string> = { 'content-type': 'application/octet-stream' };
       if (size > 0) headers['content-range'] = `bytes ${offset}-${end}/${size}`;
       const body =
-        size === 0
-          ? new Uint8Array(0)
-          : (Readable.toWeb(createReadStream(path, { start: offset, end })) as ReadableStream);
+        typeof source !== 'string'
+          ? source.subarray(offset, end + 1)
+          : size === 0
+            ? new Uint8Array(0)
+            : (Readable.toWeb(createReadStream(source, { start: offset, end })) as ReadableStream);
       const res = await this.#request('PUT', `/v1/uploads/${spec.sha256}?${query.toString()}`, {
         headers,
         body,

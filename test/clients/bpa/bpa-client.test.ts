@@ -123,6 +123,33 @@ describe('BpaClient', () => {
     expect(await client.getArtifact(sha256)).toMatchObject({ sha256, size: 50_000 });
   });
 
+  it('uploads from bytes held in memory, chunk by chunk; bytes unlike the spec are refused before anything is sent', async () => {
+    const content = randomBytes(30_000);
+    const sha256 = createHash('sha256').update(content).digest('hex');
+    const spec = {
+      type: 'binary-package' as const,
+      name: 'held',
+      version: '1.0.0',
+      sha256,
+      size: 30_000,
+      metadata: {},
+    };
+    const puts: string[] = [];
+    const counting: typeof fetch = async (input, init) => {
+      if (init?.method === 'PUT') puts.push(new Headers(init.headers).get('content-range') ?? '');
+      return fetch(input, init);
+    };
+    const client = new BpaClient({ url, token, chunkBytes: 12_000, fetch: counting });
+    await expect(client.uploadArtifact(spec, content.subarray(1))).rejects.toMatchObject({
+      reason: 'LocalFileError',
+      retryable: false,
+    });
+    expect(puts).toEqual([]);
+    expect(await client.uploadArtifact(spec, content)).toMatchObject({ offset: 30_000, complete: true });
+    expect(puts).toEqual(['bytes 0-11999/30000', 'bytes 12000-23999/30000', 'bytes 24000-29999/30000']);
+    expect(await client.getArtifact(sha256)).toMatchObject({ sha256, size: 30_000 });
+  });
+
   it('classifies failures: unreachable is retryable, refusals are not, and errors carry no token', async () => {
     const down = new BpaClient({ url: `http://127.0.0.1:${await freePort()}`, token });
     const unreachable = await down.listArtifacts().catch((e: unknown) => e);
