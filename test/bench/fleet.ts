@@ -127,6 +127,12 @@ const program = new Command()
     '0',
   )
   .option(
+    '--workflow-stack-traces <on|off>',
+    'ICN_WORKER_WORKFLOW_STACK_TRACES: off, no stack recorded per promise a workflow makes (the stack trace query ' +
+      'answers that they are not enabled); 10% less machine CPU per site started (1,000 × 1 probe: 152 → 137 ms)',
+    'off',
+  )
+  .option(
     '--workers <n>',
     "worker processes on the task queue: the global chart's default replicas (deploy/charts/icn-global: worker.replicas)",
     '2',
@@ -175,6 +181,7 @@ const opts = program.opts<{
   workflowPollers: string;
   nonStickyRatio: string;
   deadlockTimeoutMs: string;
+  workflowStackTraces: string;
   workerNodeFlags: string;
   pgPool: string;
   workers: string;
@@ -675,6 +682,7 @@ async function runScenario(
       ICN_BENCH_WORKER_OPTIONS: JSON.stringify(workerTuning),
       ...(bpaPollMs() !== undefined && { ICN_BENCH_BPA_POLL_MS: String(bpaPollMs()) }),
       ICN_BENCH_PG_POOL: opts.pgPool,
+      ...(!opts.sdkDefaults && { ICN_WORKER_WORKFLOW_STACK_TRACES: opts.workflowStackTraces }),
     };
     // Started one after another: each bundle's load is the machine's whole attention for a few seconds.
     for (let i = 0; i < Number(opts.workers); i++) workers.push(await startWorker(workerEnv));
@@ -931,6 +939,7 @@ console.log(
     `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
     `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
+    `workflow stack traces ${opts.sdkDefaults ? 'on' : opts.workflowStackTraces}, ` +
     `${opts.workers} worker process(es), PostgreSQL pool ${opts.pgPool} each, ` +
     `preloaded modules ${JSON.stringify(opts.preload)}. ` +
     'The profiles change only binary packages: Helm is not called.',
