@@ -39,20 +39,19 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
+/** A package of `size` random bytes named `name`, written to a file of its own: its bytes, file and spec. */
+function randomPackage(name: string, size: number) {
+  const content = randomBytes(size);
+  const file = join(dir, `${name}.bin`);
+  writeFileSync(file, content);
+  const sha256 = createHash('sha256').update(content).digest('hex');
+  const spec = { type: 'binary-package' as const, name, version: '1.0.0', sha256, size, metadata: {} };
+  return { content, file, sha256, spec };
+}
+
 describe('BpaClient', () => {
   it('resumes an upload broken mid-way from where the BPA stands, sending nothing twice', async () => {
-    const content = randomBytes(500_000);
-    const file = join(dir, 'pkg.bin');
-    writeFileSync(file, content);
-    const sha256 = createHash('sha256').update(content).digest('hex');
-    const spec = {
-      type: 'binary-package' as const,
-      name: 'drv',
-      version: '1.0.0',
-      sha256,
-      size: content.length,
-      metadata: {},
-    };
+    const { file, sha256, spec } = randomPackage('drv', 500_000);
     const ranges: string[] = [];
     let puts = 0;
     // The third chunk never arrives: the connection "breaks" before it is sent.
@@ -85,18 +84,7 @@ describe('BpaClient', () => {
   });
 
   it('sends a small artifact whole without asking first; one an earlier attempt left half-way goes on from there', async () => {
-    const content = randomBytes(50_000);
-    const file = join(dir, 'small.bin');
-    writeFileSync(file, content);
-    const sha256 = createHash('sha256').update(content).digest('hex');
-    const spec = {
-      type: 'binary-package' as const,
-      name: 'agent',
-      version: '1.0.0',
-      sha256,
-      size: 50_000,
-      metadata: {},
-    };
+    const { file, sha256, spec } = randomPackage('agent', 50_000);
     const seen: string[] = [];
     const recording =
       (breakAt?: number): typeof fetch =>
@@ -124,16 +112,7 @@ describe('BpaClient', () => {
   });
 
   it('uploads from bytes held in memory, chunk by chunk; bytes unlike the spec are refused before anything is sent', async () => {
-    const content = randomBytes(30_000);
-    const sha256 = createHash('sha256').update(content).digest('hex');
-    const spec = {
-      type: 'binary-package' as const,
-      name: 'held',
-      version: '1.0.0',
-      sha256,
-      size: 30_000,
-      metadata: {},
-    };
+    const { content, sha256, spec } = randomPackage('held', 30_000);
     const puts: string[] = [];
     const counting: typeof fetch = async (input, init) => {
       if (init?.method === 'PUT') puts.push(new Headers(init.headers).get('content-range') ?? '');
