@@ -7,6 +7,7 @@ import { PeerError } from '../errors.ts';
 
 export type IronicErrorReason =
   | 'NodeLocked'
+  | 'LockLost'
   | 'Busy'
   | 'Conflict'
   | 'BadRequest'
@@ -36,6 +37,10 @@ export function classifyStatus(status: number, fault: string): Classification {
     if (/in progress|please retry/i.test(fault)) return { retryable: true, reason: 'Busy' };
     return { retryable: false, reason: 'Conflict' };
   }
+  // Ironic on SQLite retries a lock release that hit "database is locked"; when the first release had gone through,
+  // the retry finds no lock and the call fails with 400 NodeNotLocked (seen on DELETE under CI load). The operation's
+  // outcome is unknown, so asking again is the answer: every caller's operation is idempotent.
+  if (status === 400 && /not to be locked on release/i.test(fault)) return { retryable: true, reason: 'LockLost' };
   if (status === 503) return { retryable: true, reason: 'Unavailable' };
   // A 500 from Ironic on SQLite is often "database is locked" under parallel load: worth another try.
   if (status >= 500) return { retryable: true, reason: 'ServerError' };

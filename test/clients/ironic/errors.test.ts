@@ -147,6 +147,31 @@ describe('Ironic client idempotency and error classification', () => {
     expect(err.message).toContain('ECONNREFUSED');
   });
 
+  test('a lock lost on release (400 NodeNotLocked) is retryable, and a retried delete finds the node gone', async () => {
+    // Ironic on SQLite raises this when its retried lock release finds the first release done (CI saw it on DELETE);
+    // it cannot be provoked on demand, so a loopback server answers the way Ironic's API did, then as after the delete.
+    const calls: string[] = [];
+    const server = createServer((req, res) => {
+      calls.push(`${req.method} ${req.url}`);
+      const first = calls.length === 1;
+      res.writeHead(first ? 400 : 404, { 'content-type': 'application/json' });
+      const fault = first ? 'Node 1b6e found not to be locked on release' : 'Node edge-03 could not be found.';
+      res.end(JSON.stringify({ error_message: JSON.stringify({ faultstring: fault }) }));
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const { port } = server.address() as AddressInfo;
+      const lossy = new IronicClient({ url: `http://127.0.0.1:${port}` });
+      const seen: PeerError[] = [];
+      await withRetry(() => lossy.delete('edge-03'), { initialDelayMs: 10, onRetry: (err) => seen.push(err) });
+      expect(seen.map((e) => [e.reason, e.retryable])).toEqual([['LockLost', true]]);
+      expect(seen[0]?.message).toContain('edge-03');
+      expect(calls).toEqual(['DELETE /v1/nodes/edge-03', 'DELETE /v1/nodes/edge-03']);
+    } finally {
+      await new Promise((resolve) => server.close(resolve));
+    }
+  });
+
   test('a 503 from the API is retryable (Unavailable) and carries the server’s message', async () => {
     // Ironic itself does not answer 503 on demand; a loopback server answering as its WSGI front would does.
     const server = createServer((_req, res) => {
