@@ -29,6 +29,7 @@ export type TunableWorkerOptions = Pick<
   | 'maxConcurrentActivityTaskPolls'
   | 'maxConcurrentWorkflowTaskPolls'
   | 'nonStickyToStickyPollRatio'
+  | 'workflowTaskPollerBehavior'
   | 'workflowThreadPoolSize'
   | 'stickyQueueScheduleToStartTimeout'
 > &

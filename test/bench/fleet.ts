@@ -27,13 +27,16 @@ import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Command } from 'commander';
 import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres.ts';
+import { startTemporalPostgres } from '../../deploy/dev/temporal-postgres.ts';
 import { type OperationProgress, RolloutRequest, type RolloutResult } from '../../src/domain/operations.ts';
+import { dataConverter } from '../../src/temporal/connection.ts';
 import { workflowsPath } from '../../src/worker/worker.ts';
 import { progress as progressQuery } from '../../src/workflows/progress.ts';
 import { labPeer } from '../support/lab.ts';
 import { quietTemporalRuntime } from '../support/quiet-runtime.ts';
 import { openTestStore } from '../support/store.ts';
 import { startTemporalServer, testNamespace } from '../support/temporal.ts';
+import { testCodecKeys } from '../support/test-codec-keys.ts';
 import { patchVersion, profileName, seedProfiles, seedSites, simLayout } from '../sim/inventory.ts';
 import type { SimServerInfo, SimStats } from '../sim/server.ts';
 import type { SimBehaviour, SimJobTiming } from '../sim/sites.ts';
@@ -122,6 +125,12 @@ const program = new Command()
     '0.8',
   )
   .option(
+    '--workflow-poller-autoscaling <min:initial:max>',
+    "workflowTaskPollerBehavior autoscaling: the sticky and the shared queue's pollers each between min and max, " +
+      "scaled on the server's hints, the sticky queue first when it has a backlog (replaces --workflow-pollers and " +
+      '--non-sticky-ratio)',
+  )
+  .option(
     '--deadlock-timeout-ms <ms>',
     'isolateExecutionTimeout (ICN_WORKER_WORKFLOW_DEADLOCK_TIMEOUT_MS): 0, no watchdog thread per entry into a workflow',
     '0',
@@ -139,7 +148,14 @@ const program = new Command()
   )
   .option('--pg-pool <n>', "each worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '25')
   .option('--worker-node-flags <flags>', "the worker process's Node flags", tunedWorkerNodeFlags)
-  .option('--server-config <key=value>', 'a dynamic config value of the dev server (repeatable)', collect, [])
+  .option(
+    '--temporal <dev|postgres>',
+    "dev: the temporal CLI's dev server (SQLite, one connection); postgres: the Temporal server on the machine's " +
+      'PostgreSQL as production runs it (deploy/dev/temporal-postgres.ts), a database pair of its own per scenario',
+    'dev',
+  )
+  .option('--history-shards <n>', 'history shards of the server on PostgreSQL', '4')
+  .option('--server-config <key=value>', 'a dynamic config value of the server (repeatable)', collect, [])
   .option(
     '--server-env <key=value>',
     `an environment variable of the dev server (repeatable; replaces the tuned ${tunedServerEnv.join(' ')})`,
@@ -180,11 +196,14 @@ const opts = program.opts<{
   activityPollers: string;
   workflowPollers: string;
   nonStickyRatio: string;
+  workflowPollerAutoscaling?: string;
   deadlockTimeoutMs: string;
   workflowStackTraces: string;
   workerNodeFlags: string;
   pgPool: string;
   workers: string;
+  temporal: string;
+  historyShards: string;
   serverConfig: string[];
   serverEnv: string[];
   sdkDefaults?: boolean;
@@ -225,10 +244,23 @@ const workerTuning: TunableWorkerOptions = opts.sdkDefaults
       maxConcurrentLocalActivityExecutions: Number(opts.localActivitySlots),
       maxCachedWorkflows: Number(opts.cached),
       maxConcurrentActivityTaskPolls: Number(opts.activityPollers),
-      maxConcurrentWorkflowTaskPolls: Number(opts.workflowPollers),
-      nonStickyToStickyPollRatio: Number(opts.nonStickyRatio),
+      ...workflowPolling(),
       isolateExecutionTimeout: Number(opts.deadlockTimeoutMs),
     };
+
+function workflowPolling(): TunableWorkerOptions {
+  if (opts.workflowPollerAutoscaling === undefined) {
+    return {
+      maxConcurrentWorkflowTaskPolls: Number(opts.workflowPollers),
+      nonStickyToStickyPollRatio: Number(opts.nonStickyRatio),
+    };
+  }
+  const m = /^(\d+):(\d+):(\d+)$/.exec(opts.workflowPollerAutoscaling);
+  if (!m)
+    throw new Error(`--workflow-poller-autoscaling must be min:initial:max, not "${opts.workflowPollerAutoscaling}"`);
+  const [minimum, initial, maximum] = [Number(m[1]), Number(m[2]), Number(m[3])];
+  return { workflowTaskPollerBehavior: { type: 'autoscaling', minimum, initial, maximum } };
+}
 const workerNodeFlags = opts.sdkDefaults ? '' : opts.workerNodeFlags;
 const serverConfig = opts.serverConfig.length > 0 || opts.sdkDefaults ? opts.serverConfig : tunedServerConfig;
 const serverEnv = opts.serverEnv.length > 0 || opts.sdkDefaults ? opts.serverEnv : tunedServerEnv;
@@ -336,13 +368,60 @@ async function rolloutResult(handle: WorkflowHandle): Promise<RolloutResult> {
   }
 }
 
-async function startServer(): Promise<{ env: TestWorkflowEnvironment; pid: number }> {
-  // The dev server inherits this process's environment.
+if (opts.temporal !== 'dev' && opts.temporal !== 'postgres') {
+  throw new Error(`--temporal must be dev or postgres, not "${opts.temporal}"`);
+}
+
+/** key=value with a JSON value (true, 128000, "text"), as the dev server's --dynamic-config-value takes it. */
+function dynamicConfigValues(values: string[]): Record<string, unknown> {
+  return Object.fromEntries(
+    values.map((kv) => {
+      const at = kv.indexOf('=');
+      return [kv.slice(0, at), JSON.parse(kv.slice(at + 1)) as unknown];
+    }),
+  );
+}
+
+async function startServer(scenario: string): Promise<{ env: TestWorkflowEnvironment; pid: number }> {
+  // Either server inherits this process's environment.
   for (const kv of serverEnv) {
     const at = kv.indexOf('=');
     process.env[kv.slice(0, at)] = kv.slice(at + 1);
   }
-  return startTemporalServer(serverConfig.flatMap((kv) => ['--dynamic-config-value', kv]));
+  if (opts.temporal === 'dev') return startTemporalServer(serverConfig.flatMap((kv) => ['--dynamic-config-value', kv]));
+  const dir = mkdtempSync(join(tmpdir(), 'icn-fleet-temporal-'));
+  const server = await startTemporalPostgres({
+    dir,
+    namespace: testNamespace,
+    database: `icn_bench_${scenario.replace(/[^a-z0-9]/gi, '_').toLowerCase()}_${process.pid}`,
+    historyShards: Number(opts.historyShards),
+    dynamicConfig: dynamicConfigValues(serverConfig),
+    log: (m) => {
+      console.log(`[temporal-postgres] ${m}`);
+    },
+  });
+  try {
+    const env = await TestWorkflowEnvironment.createFromExistingServer({
+      address: server.address,
+      namespace: server.namespace,
+      client: { dataConverter: dataConverter(testCodecKeys) },
+    });
+    const teardown = env.teardown.bind(env);
+    env.teardown = async () => {
+      try {
+        await teardown();
+      } finally {
+        await server.stop();
+        await server.dropDatabases();
+        rmSync(dir, { recursive: true, force: true });
+      }
+    };
+    return { env, pid: server.process.pid ?? 0 };
+  } catch (err) {
+    await server.stop();
+    await server.dropDatabases();
+    throw err;
+  }
 }
 
 interface Child {
@@ -648,7 +727,11 @@ async function runScenario(
   );
   const criticalPathSeconds = s.hostsPerSite * s.hostStepSeconds;
   const idealSeconds = Math.ceil(s.sites / s.maxConcurrency) * criticalPathSeconds;
-  const [server, opened, simulation] = await Promise.allSettled([startServer(), openTestStore('postgres'), startSim()]);
+  const [server, opened, simulation] = await Promise.allSettled([
+    startServer(s.name),
+    openTestStore('postgres'),
+    startSim(),
+  ]);
   if (server.status === 'rejected' || opened.status === 'rejected' || simulation.status === 'rejected') {
     if (server.status === 'fulfilled') await server.value.env.teardown();
     if (opened.status === 'fulfilled') await opened.value.close();
@@ -937,6 +1020,7 @@ writeFileSync(bundlePath, bundle.code);
 console.log(
   `fleet benchmark: ${selected.map((s) => s.name).join(', ')}; worker ${JSON.stringify(workerTuning)}, ` +
     `bpaPollIntervalMs ${opts.bpaPollMs ?? (opts.sdkDefaults ? 'default (2000)' : 'the host step / 20.5')}, ` +
+    `server: ${opts.temporal === 'dev' ? 'dev server (SQLite)' : `on PostgreSQL, ${opts.historyShards} history shards`}, ` +
     `server config ${JSON.stringify(serverConfig)} env ${JSON.stringify(serverEnv)}, ` +
     `worker node flags "${workerNodeFlags}", ` +
     `workflow stack traces ${opts.sdkDefaults ? 'on' : opts.workflowStackTraces}, ` +
