@@ -26,6 +26,7 @@ import proto from '@temporalio/proto';
 import { TestWorkflowEnvironment } from '@temporalio/testing';
 import { bundleWorkflowCode } from '@temporalio/worker';
 import { Command } from 'commander';
+import pg from 'pg';
 import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres.ts';
 import { startTemporalPostgres } from '../../deploy/dev/temporal-postgres.ts';
 import { type OperationProgress, RolloutRequest, type RolloutResult } from '../../src/domain/operations.ts';
@@ -390,6 +391,7 @@ async function startServer(scenario: string): Promise<{ env: TestWorkflowEnviron
   }
   if (opts.temporal === 'dev') return startTemporalServer(serverConfig.flatMap((kv) => ['--dynamic-config-value', kv]));
   const dir = mkdtempSync(join(tmpdir(), 'icn-fleet-temporal-'));
+  // Named for the scenario and this process: a run that was interrupted leaves its pair, which the next run drops.
   const server = await startTemporalPostgres({
     dir,
     namespace: testNamespace,
@@ -401,6 +403,7 @@ async function startServer(scenario: string): Promise<{ env: TestWorkflowEnviron
     },
   });
   try {
+    await dropInterruptedRunsDatabases();
     const env = await TestWorkflowEnvironment.createFromExistingServer({
       address: server.address,
       namespace: server.namespace,
@@ -421,6 +424,35 @@ async function startServer(scenario: string): Promise<{ env: TestWorkflowEnviron
     await server.stop();
     await server.dropDatabases();
     throw err;
+  }
+}
+
+/** Database pairs of earlier runs on PostgreSQL whose process is gone (interrupted: Ctrl-C kills, it does not clean). */
+async function dropInterruptedRunsDatabases(): Promise<void> {
+  const info = labPeer('postgres') as PostgresLabInfo;
+  const client = new pg.Client({ connectionString: postgresUrl(info) });
+  await client.connect();
+  try {
+    const { rows } = await client.query<{ datname: string }>(
+      "SELECT datname FROM pg_database WHERE datname ~ '^icn_bench_[a-z0-9_]+_[0-9]+(_visibility)?$'",
+    );
+    for (const { datname } of rows) {
+      const pid = Number(/_(\d+)(?:_visibility)?$/.exec(datname)?.[1]);
+      if (pid === process.pid || alive(pid)) continue;
+      await client.query(`DROP DATABASE IF EXISTS ${datname}`);
+      console.log(`dropped database ${datname}, left by an interrupted run (pid ${String(pid)})`);
+    }
+  } finally {
+    await client.end();
+  }
+}
+
+function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
