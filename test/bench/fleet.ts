@@ -28,6 +28,7 @@ import { bundleWorkflowCode } from '@temporalio/worker';
 import { Command } from 'commander';
 import pg from 'pg';
 import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres.ts';
+import { isAlive } from '../../deploy/dev/lab/processes.ts';
 import { startTemporalPostgres } from '../../deploy/dev/temporal-postgres.ts';
 import { type OperationProgress, RolloutRequest, type RolloutResult } from '../../src/domain/operations.ts';
 import { dataConverter } from '../../src/temporal/connection.ts';
@@ -438,21 +439,12 @@ async function dropInterruptedRunsDatabases(): Promise<void> {
     );
     for (const { datname } of rows) {
       const pid = Number(/_(\d+)(?:_visibility)?$/.exec(datname)?.[1]);
-      if (pid === process.pid || alive(pid)) continue;
+      if (pid === process.pid || isAlive(pid)) continue;
       await client.query(`DROP DATABASE IF EXISTS ${datname}`);
       console.log(`dropped database ${datname}, left by an interrupted run (pid ${String(pid)})`);
     }
   } finally {
     await client.end();
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }
 
