@@ -31,14 +31,12 @@ import { type PostgresLabInfo, postgresUrl } from '../../deploy/dev/lab/postgres
 import { isAlive } from '../../deploy/dev/lab/processes.ts';
 import { startTemporalPostgres } from '../../deploy/dev/temporal-postgres.ts';
 import { type OperationProgress, RolloutRequest, type RolloutResult } from '../../src/domain/operations.ts';
-import { dataConverter } from '../../src/temporal/connection.ts';
 import { workflowsPath } from '../../src/worker/worker.ts';
 import { progress as progressQuery } from '../../src/workflows/progress.ts';
 import { labPeer } from '../support/lab.ts';
 import { quietTemporalRuntime } from '../support/quiet-runtime.ts';
 import { openTestStore } from '../support/store.ts';
-import { startTemporalServer, testNamespace } from '../support/temporal.ts';
-import { testCodecKeys } from '../support/test-codec-keys.ts';
+import { startTemporalServer, testEnvironmentOn, testNamespace } from '../support/temporal.ts';
 import { patchVersion, profileName, seedProfiles, seedSites, simLayout } from '../sim/inventory.ts';
 import type { SimServerInfo, SimStats } from '../sim/server.ts';
 import type { SimBehaviour, SimJobTiming } from '../sim/sites.ts';
@@ -403,29 +401,19 @@ async function startServer(scenario: string): Promise<{ env: TestWorkflowEnviron
       console.log(`[temporal-postgres] ${m}`);
     },
   });
-  try {
-    await dropInterruptedRunsDatabases();
-    const env = await TestWorkflowEnvironment.createFromExistingServer({
-      address: server.address,
-      namespace: server.namespace,
-      client: { dataConverter: dataConverter(testCodecKeys) },
-    });
-    const teardown = env.teardown.bind(env);
-    env.teardown = async () => {
-      try {
-        await teardown();
-      } finally {
-        await server.stop();
-        await server.dropDatabases();
-        rmSync(dir, { recursive: true, force: true });
-      }
-    };
-    return { env, pid: server.process.pid ?? 0 };
-  } catch (err) {
+  const stop = async () => {
     await server.stop();
     await server.dropDatabases();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    await dropInterruptedRunsDatabases();
+  } catch (err) {
+    await stop();
     throw err;
   }
+  const env = await testEnvironmentOn(server.address, server.namespace, stop);
+  return { env, pid: server.process.pid ?? 0 };
 }
 
 /** Database pairs of earlier runs on PostgreSQL whose process is gone (interrupted: Ctrl-C kills, it does not clean). */

@@ -42,10 +42,23 @@ export async function startTemporalServer(
       cause: err,
     });
   }
+  const env = await testEnvironmentOn(server.address, testNamespace, () => server.stop());
+  return { env, pid: server.process.pid ?? 0 };
+}
+
+/**
+ * A test environment on a server already started (the dev server, the server on PostgreSQL) with the project's
+ * encrypting data converter. Tearing it down, or failing to connect, calls `stop`, which owns the server.
+ */
+export async function testEnvironmentOn(
+  address: string,
+  namespace: string,
+  stop: () => Promise<void>,
+): Promise<TestWorkflowEnvironment> {
   try {
     const env = await TestWorkflowEnvironment.createFromExistingServer({
-      address: server.address,
-      namespace: testNamespace,
+      address,
+      namespace,
       client: { dataConverter: dataConverter(testCodecKeys) },
     });
     const teardown = env.teardown.bind(env);
@@ -53,12 +66,12 @@ export async function startTemporalServer(
       try {
         await teardown();
       } finally {
-        await server.stop();
+        await stop();
       }
     };
-    return { env, pid: server.process.pid ?? 0 };
+    return env;
   } catch (err) {
-    await server.stop();
+    await stop();
     throw err;
   }
 }
