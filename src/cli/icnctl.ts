@@ -23,6 +23,7 @@ import {
 } from './commands/rollouts.ts';
 import { LabelSelector } from '../domain/selector.ts';
 import { apiVersion } from '../domain/meta.ts';
+import { defaultHostTakeoverSeconds } from '../domain/keys.ts';
 
 const program = new Command('icnctl')
   .description('Zero-touch provisioning of bare-metal Kubernetes edge sites')
@@ -182,6 +183,9 @@ const toInt = (field: string) => (value: string) => {
   if (!Number.isInteger(n) || n < 0) throw new InvalidArgumentError(`${field} must be a whole number`);
   return n;
 };
+const hostTakeoverHelp =
+  `seconds a host's patch may go unheard (its worker died) before another worker resumes it (default ${defaultHostTakeoverSeconds}; ` +
+  'longer: fewer writes on the Temporal server at thousands of sites)';
 const profileRef = (value: string) => {
   try {
     return parseProfileRef(value);
@@ -217,13 +221,23 @@ program
   .description('move a site to a software profile, host by host; shows progress until done')
   .requiredOption('--profile <name@version>', 'the profile to move to', profileRef)
   .option('--max-unavailable <n>', 'hosts patched at once', toInt('--max-unavailable'), 1)
+  .option('--host-takeover <seconds>', hostTakeoverHelp, toInt('--host-takeover'))
   .option('--no-wait', 'return once started')
   .action(
     async (
       site: string,
-      opts: { profile: { name: string; version: string }; maxUnavailable: number; wait: boolean },
+      opts: {
+        profile: { name: string; version: string };
+        maxUnavailable: number;
+        hostTakeover?: number;
+        wait: boolean;
+      },
     ) => {
-      const body = { profile: opts.profile, maxUnavailable: opts.maxUnavailable };
+      const body = {
+        profile: opts.profile,
+        maxUnavailable: opts.maxUnavailable,
+        ...(opts.hostTakeover !== undefined && { hostTakeoverSeconds: opts.hostTakeover }),
+      };
       process.exitCode = await startSiteOperation(api(), site, 'patch', body, wait(opts));
     },
   );
@@ -312,6 +326,7 @@ const rolloutOptions = (c: Command) =>
     )
     .option('--profile <name@version>', 'for a patch', profileRef)
     .option('--max-unavailable <n>', 'for a patch: hosts patched at once within a site', toInt('--max-unavailable'))
+    .option('--host-takeover <seconds>', `for a patch: ${hostTakeoverHelp}`, toInt('--host-takeover'))
     .option('--kubernetes-version <version>', 'for an upgrade')
     .option(
       '--max-concurrency <n>',

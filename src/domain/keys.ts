@@ -20,6 +20,9 @@ export function siteOperationId(site: string, operation: SiteOperationName): str
   return `site/${site}/${operation}`;
 }
 
+/** A patch's host takeover unless it says otherwise (`HostTakeoverSeconds`): a dead worker's host moves on within 2.5 minutes. */
+export const defaultHostTakeoverSeconds = 150;
+
 export const progressQuery = 'progress';
 /**
  * A site operation started by a rollout tells the rollout how it ended, by this signal to the rollout's workflow id:

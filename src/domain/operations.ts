@@ -16,10 +16,20 @@ export const InstallRequest = z.strictObject({
 });
 export type InstallRequest = z.infer<typeof InstallRequest>;
 
+/**
+ * How long a host's patch may go unheard (its worker died) before another worker resumes it after its last step done:
+ * the host step's heartbeat timeout. Each heartbeat and each check of it is a write on the Temporal server, so at
+ * thousands of sites with host steps of minutes a longer takeover is what the server can carry (the README measures
+ * it); a host step shorter than two thirds of it sends none.
+ */
+export const HostTakeoverSeconds = z.number().int().min(30).max(3600);
+
 export const PatchRequest = z.strictObject({
   profile: ProfileRef,
   /** Hosts patched at once; the others keep serving. */
   maxUnavailable: z.number().int().min(1).max(100).default(1),
+  /** Absent: `defaultHostTakeoverSeconds` (optional in the workflow's input, so that earlier histories replay). */
+  hostTakeoverSeconds: HostTakeoverSeconds.optional(),
 });
 export type PatchRequest = z.infer<typeof PatchRequest>;
 
@@ -116,6 +126,8 @@ export const RolloutRequest = z
     profile: ProfileRef.optional(),
     /** For a patch: hosts patched at once within each site. */
     maxUnavailable: z.number().int().min(1).max(100).optional(),
+    /** For a patch: how long a host's step may go unheard before another worker resumes it (`HostTakeoverSeconds`). */
+    hostTakeoverSeconds: HostTakeoverSeconds.optional(),
     /** For an upgrade: the Kubernetes version every site moves to. */
     kubernetesVersion: SemVer.optional(),
     strategy: RolloutStrategy.default(RolloutStrategy.parse({})),
@@ -127,8 +139,10 @@ export const RolloutRequest = z
     if (r.operation === 'upgrade' && !r.kubernetesVersion) {
       ctx.addIssue({ code: 'custom', path: ['kubernetesVersion'], message: 'is required for an upgrade rollout' });
     }
-    if (r.operation !== 'patch' && r.maxUnavailable !== undefined) {
-      ctx.addIssue({ code: 'custom', path: ['maxUnavailable'], message: 'applies to a patch rollout only' });
+    for (const field of ['maxUnavailable', 'hostTakeoverSeconds'] as const) {
+      if (r.operation !== 'patch' && r[field] !== undefined) {
+        ctx.addIssue({ code: 'custom', path: [field], message: 'applies to a patch rollout only' });
+      }
     }
   });
 export type RolloutRequest = z.infer<typeof RolloutRequest>;
@@ -145,7 +159,7 @@ export const ScheduleRequest = z.strictObject({
 });
 export type ScheduleRequest = z.infer<typeof ScheduleRequest>;
 
-export { siteOperationId, workflowTypes } from './keys.ts';
+export { defaultHostTakeoverSeconds, siteOperationId, workflowTypes } from './keys.ts';
 
 /** Set by a rollout on the site operations it starts: the workflow id its outcome is signalled to. */
 const rolloutMember = { rollout: z.string().optional() };

@@ -423,7 +423,15 @@ class Rollout {
 
   private childInput(site: string): object {
     const r = this.request;
-    if (r.operation === 'patch') return { site, profile: r.profile, maxUnavailable: r.maxUnavailable ?? 1 };
+    if (r.operation === 'patch') {
+      const takeover = r.hostTakeoverSeconds;
+      return {
+        site,
+        profile: r.profile,
+        maxUnavailable: r.maxUnavailable ?? 1,
+        ...(takeover && { hostTakeoverSeconds: takeover }),
+      };
+    }
     if (r.operation === 'upgrade') return { site, kubernetesVersion: r.kubernetesVersion };
     return { site, keepOnFailure: false };
   }

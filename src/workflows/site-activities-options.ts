@@ -1,4 +1,5 @@
 import { proxyActivities, proxyLocalActivities, workflowInfo, type ActivityOptions } from '@temporalio/workflow';
+import { defaultHostTakeoverSeconds } from '../domain/keys.ts';
 import type { SitePlan } from '../domain/plan.ts';
 import type { InventoryActivities, SiteActivities } from './site-activities.ts';
 
@@ -33,7 +34,7 @@ export function siteTaskQueue(plan: SitePlan): string {
  * Activities that reach inside the site run on the site's task queue when a worker runs there (agent mode `local`),
  * otherwise on this workflow's own queue, served by the global worker.
  */
-export function siteActivities(plan: SitePlan) {
+export function siteActivities(plan: SitePlan, hostTakeoverSeconds = defaultHostTakeoverSeconds) {
   const taskQueue = siteTaskQueue(plan);
   const quick = proxyActivities<SiteActivities>({ taskQueue, startToCloseTimeout: '1 minute', retry: quickRetry });
   return {
@@ -65,13 +66,13 @@ export function siteActivities(plan: SitePlan) {
     // Heartbeats are what the Temporal server spends most on then (measured: 4 in 5 of its workflow writes with
     // 6,000 hosts in flight; with 10,000 sites, 3 of a host's 6). The SDK sends them every 0.8 × the timeout, at most
     // every maxHeartbeatThrottleInterval (src/worker/worker.ts, 2 minutes), and patchHost sends its first after two
-    // thirds of it: a 150 s timeout beats at 100 s and every 120 s after, two for a 5-minute host (three at 2
-    // minutes) and none for one under 100 s (one at 2 minutes). A worker that dies is noticed within 150 s, and the
-    // host resumes after its last step done.
+    // thirds of it: the default 150 s timeout beats at 100 s and every 120 s after, two for a 5-minute host (three at
+    // 2 minutes) and none for one under 100 s. A worker that dies is noticed within the timeout (the patch's
+    // hostTakeoverSeconds), and the host resumes after its last step done.
     host: proxyActivities<SiteActivities>({
       taskQueue,
       startToCloseTimeout: '2 hours',
-      heartbeatTimeout: '150 seconds',
+      heartbeatTimeout: hostTakeoverSeconds * 1000,
       retry: quickRetry,
     }),
   };

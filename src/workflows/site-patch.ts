@@ -54,7 +54,7 @@ async function patch(input: SitePatchInput): Promise<SitePatchResult> {
     profile: input.profile,
     workflowId: workflowInfo().workflowId,
   });
-  const { brief, long, upload, host: hostStep } = siteActivities(plan);
+  const { brief, long, upload, host: hostStep } = siteActivities(plan, input.hostTakeoverSeconds);
   const { spec, profile } = plan;
   const { ironicUrl, bpaUrl } = spec.endpoints;
   const diff = profileDiff(installed.spec, profile.spec);

@@ -70,6 +70,12 @@ describe('site operations', () => {
     expect(noProfile.statusCode).toBe(422);
     expect(noProfile.json()).toMatchObject({ field: 'profile' });
     expect((await post('/v1/sites/edge-02/upgrade', { kubernetesVersion: 'latest' })).statusCode).toBe(400);
+    const quickTakeover = await post('/v1/sites/edge-02/patch', {
+      profile: { name: 'edge-base', version: '9.9.9' },
+      hostTakeoverSeconds: 5,
+    });
+    expect(quickTakeover.statusCode).toBe(400);
+    expect(quickTakeover.json<{ message: string }>().message).toMatch(/^body\.hostTakeoverSeconds: .*30/);
     expect((await get('/v1/sites/edge-02/operations/patch')).statusCode).toBe(404);
   });
 

@@ -116,6 +116,9 @@ describe('icnctl rollout', () => {
       expect(r.code).toBe(2);
       expect(r.stderr).toContain(args[0]!);
     }
+    const takeoverOnUpgrade = await run('rollout', 'start', '-l', 'batch=live', ...upgrade, '--host-takeover', '600');
+    expect(takeoverOnUpgrade.code).toBe(2);
+    expect(takeoverOnUpgrade.stderr).toContain('body.hostTakeoverSeconds: applies to a patch rollout only');
     const noSites = await run('rollout', 'start', ...upgrade);
     expect(noSites.code).toBe(2);
     expect(noSites.stderr).toContain('body.selector: needs matchLabels, names or both');

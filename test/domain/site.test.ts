@@ -1,7 +1,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { Site } from '../../src/domain/site.ts';
 import { SoftwareProfile } from '../../src/domain/software-profile.ts';
-import { RolloutRequest } from '../../src/domain/operations.ts';
+import { PatchRequest, RolloutRequest } from '../../src/domain/operations.ts';
 
 const host = (i: number, role: 'control-plane' | 'worker') => ({
   name: `host-${i}`,
@@ -106,6 +106,24 @@ describe('SoftwareProfile and RolloutRequest', () => {
       spec: { version: '1.0.0', osImage: { sha256: digest('b') }, binaryPackages: [pkg, pkg] },
     });
     expect(r.success ? [] : r.error.issues.map((i) => i.path.join('.'))).toEqual(['spec.binaryPackages.1.name']);
+  });
+
+  it("bounds a patch's host takeover and refuses it on other rollouts, naming the field", () => {
+    const issues = (request: object) => {
+      const r = RolloutRequest.safeParse({ selector: { matchLabels: { tier: 'edge' } }, ...request });
+      return r.success ? [] : r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`);
+    };
+    const profile = { name: 'edge-base', version: '1.1.0' };
+    expect(issues({ operation: 'patch', profile, hostTakeoverSeconds: 600 })).toEqual([]);
+    expect(issues({ operation: 'patch', profile, hostTakeoverSeconds: 10 })).toEqual([
+      expect.stringMatching(/^hostTakeoverSeconds: .*30/),
+    ]);
+    expect(issues({ operation: 'upgrade', kubernetesVersion: 'v1.35.0', hostTakeoverSeconds: 600 })).toEqual([
+      'hostTakeoverSeconds: applies to a patch rollout only',
+    ]);
+    expect(PatchRequest.safeParse({ profile, hostTakeoverSeconds: 7200 }).error?.issues[0]?.path).toEqual([
+      'hostTakeoverSeconds',
+    ]);
   });
 
   it('requires the profile of a patch rollout', () => {

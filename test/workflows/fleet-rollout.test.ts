@@ -233,6 +233,20 @@ describe('fleetRollout', () => {
     recordHistory(env, handle.workflowId, 'fleet-rollout');
   });
 
+  it("hands a patch's host takeover to each site's patch, and leaves it out when the rollout does not set it", async () => {
+    const childInput = async (site: string) => {
+      const history = await env.client.workflow.getHandle(`site/${site}/patch`).fetchHistory();
+      const started = history.events?.[0]?.workflowExecutionStartedEventAttributes;
+      return decodeFromPayloadsAtIndex<Record<string, unknown>>(converter, 0, started?.input?.payloads);
+    };
+    const longer = await startRollout({ ...patch(sites(['hto-long-1'])), hostTakeoverSeconds: 600 });
+    expect(await longer.result()).toMatchObject({ counts: { succeeded: 1 } });
+    expect(await childInput('hto-long-1')).toMatchObject({ maxUnavailable: 1, hostTakeoverSeconds: 600 });
+    const byDefault = await startRollout(patch(sites(['hto-default-1'])));
+    expect(await byDefault.result()).toMatchObject({ counts: { succeeded: 1 } });
+    expect(await childInput('hto-default-1')).not.toHaveProperty('hostTakeoverSeconds');
+  });
+
   it('waits for an operator to approve the canaries; an early approval is refused', async () => {
     const labels = sites(['appr-can-500ms', 'appr-1', 'appr-2']);
     const handle = await startRollout(patch(labels, { canarySites: ['appr-can-500ms'], canaryApproval: true }));

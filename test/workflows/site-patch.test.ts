@@ -21,11 +21,16 @@ afterAll(async () => {
 
 const base = plan('cluster-api');
 const to = nextProfile(base.profile);
-const run = (script: Partial<Script> = {}, maxUnavailable = 1) =>
+const run = (script: Partial<Script> = {}, maxUnavailable = 1, hostTakeoverSeconds?: number) =>
   runSiteWorkflow(
     env,
     sitePatch,
-    { site: 'edge-01', profile: { name: to.name, version: to.version }, maxUnavailable },
+    {
+      site: 'edge-01',
+      profile: { name: to.name, version: to.version },
+      maxUnavailable,
+      ...(hostTakeoverSeconds !== undefined && { hostTakeoverSeconds }),
+    },
     { plan: base, patchTo: to, ...script },
   );
 
@@ -81,6 +86,20 @@ describe('sitePatch', () => {
     const large = await run({ artifactBytes: sizes });
     expect(large.error).toBeUndefined();
     expect(await scheduled(large.workflowId)).toContain('distributeArtifacts');
+  });
+
+  it("gives each host's step the patch's takeover as its heartbeat timeout, 150 s unless it says otherwise", async () => {
+    const hostHeartbeatTimeouts = async (workflowId: string) =>
+      ((await env.client.workflow.getHandle(workflowId).fetchHistory()).events ?? []).flatMap((e) => {
+        const a = e.activityTaskScheduledEventAttributes;
+        return a?.activityType?.name === 'patchHost' ? [Number(a.heartbeatTimeout?.seconds)] : [];
+      });
+    const byDefault = await run();
+    expect(byDefault.error).toBeUndefined();
+    expect(await hostHeartbeatTimeouts(byDefault.workflowId)).toEqual([150, 150, 150]);
+    const longer = await run({}, 1, 600);
+    expect(longer.error).toBeUndefined();
+    expect(await hostHeartbeatTimeouts(longer.workflowId)).toEqual([600, 600, 600]);
   });
 
   it('keeps the control planes one at a time and the workers maxUnavailable at a time', () => {

@@ -10,6 +10,7 @@ export interface RolloutOptions {
   operation: 'install' | 'patch' | 'upgrade';
   profile?: { name: string; version: string };
   maxUnavailable?: number;
+  hostTakeover?: number;
   kubernetesVersion?: string;
   maxConcurrency?: number;
   canary?: string[];
@@ -32,6 +33,7 @@ export function rolloutBody(o: RolloutOptions): object {
     operation: o.operation,
     ...(o.profile && { profile: o.profile }),
     ...(o.maxUnavailable !== undefined && { maxUnavailable: o.maxUnavailable }),
+    ...(o.hostTakeover !== undefined && { hostTakeoverSeconds: o.hostTakeover }),
     ...(o.kubernetesVersion && { kubernetesVersion: o.kubernetesVersion }),
     strategy: {
       ...(o.maxConcurrency !== undefined && { maxConcurrency: o.maxConcurrency }),
