@@ -234,12 +234,14 @@ export interface FleetRolloutInput {
    * a turn that starts this many sites or more starts them with one activity per 500 instead of as children (20 by
    * default; the server records one workflow's child starts one after another). maxEventsPerRun: a run continues as
    * new past this many history events if the server has not suggested it first (20,000 by default, 100 to 40,000).
+   * startsInFlight: how many of a bulk turn's starts each activity has waiting on the server at once (8 by default).
    */
   limits?: {
     maxPendingChildren?: number;
     unreportedSweepSeconds?: number;
     bulkStartFrom?: number;
     maxEventsPerRun?: number;
+    startsInFlight?: number;
   };
   /** Absent on a rollout's first run; set by the rollout itself when it continues as new. */
   carry?: RolloutCarry;

@@ -596,6 +596,7 @@ class Rollout {
         operation: this.request.operation,
         taskQueue,
         sites: sites.map((site) => ({ site, input: this.childInput(site) })),
+        ...(this.input.limits?.startsInFlight !== undefined && { startsInFlight: this.input.limits.startsInFlight }),
       }),
     )
       .then(

@@ -23,6 +23,8 @@ export interface RolloutSitesStart {
   /** The rollout's own task queue: its site operations run beside it. */
   taskQueue: string;
   sites: { site: string; input: object }[];
+  /** Starts waiting on the server at once; absent: the activity's default. */
+  startsInFlight?: number;
 }
 
 /** Per site: started (or found already started by this rollout, a retried attempt), or busy with why. */

@@ -1,5 +1,6 @@
 // Needs: PGlite (embedded) for the inventory, and the real Temporal dev server (tools cache) for running operations.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import type { Client } from '@temporalio/client';
 import { MockActivityEnvironment, type TestWorkflowEnvironment } from '@temporalio/testing';
 import { decodeArrayFromPayloads, loadDataConverter } from '@temporalio/common/lib/internal-non-workflow/index.js';
 import { operationAttribute, rolloutAttribute, siteAttribute } from '../../src/temporal/search-attributes.ts';
@@ -7,6 +8,7 @@ import { dataConverter } from '../../src/temporal/connection.ts';
 import { testCodecKeys } from '../support/test-codec-keys.ts';
 import { createFleetActivities } from '../../src/activities/fleet.ts';
 import type { RolloutSelector } from '../../src/domain/operations.ts';
+import type { RolloutSitesStarted } from '../../src/workflows/rollout-activities.ts';
 import type { Store } from '../../src/store/index.ts';
 import { openTestStore } from '../support/store.ts';
 import { startTemporal, uniqueName } from '../support/temporal.ts';
@@ -164,4 +166,53 @@ describe('startRolloutSites', () => {
     );
     await Promise.all(sites.map((s) => env.client.workflow.getHandle(`site/${s}/patch`).terminate('test over')));
   });
+
+  it('keeps at most startsInFlight starts waiting on the server (8 unless the rollout says otherwise)', async () => {
+    const counting = countingStarts(env.client);
+    const activities = createFleetActivities({ store, temporal: () => counting.client });
+    const mock = new MockActivityEnvironment({ heartbeatTimeoutMs: 60_000 });
+    const taskQueue = uniqueName('nobody');
+    const startSites = async (startsInFlight?: number) => {
+      const rolloutId = uniqueName('r');
+      const sites = Array.from({ length: 20 }, (_, i) => uniqueName(`lane${i}`));
+      counting.peak = 0;
+      const started: RolloutSitesStarted = await mock.run(activities.startRolloutSites, {
+        rollout: `rollout/${rolloutId}`,
+        rolloutId,
+        operation: 'patch' as const,
+        taskQueue,
+        sites: sites.map((site) => ({ site, input: { site, maxUnavailable: 1 } })),
+        ...(startsInFlight !== undefined && { startsInFlight }),
+      });
+      const running = await Promise.all(
+        sites.map(async (s) => (await env.client.workflow.getHandle(`site/${s}/patch`).describe()).status.name),
+      );
+      await Promise.all(sites.map((s) => env.client.workflow.getHandle(`site/${s}/patch`).terminate('test over')));
+      return { peak: counting.peak, started: Object.keys(started).length, running };
+    };
+    const byDefault = await startSites();
+    expect(byDefault).toEqual({ peak: 8, started: 20, running: Array(20).fill('RUNNING') });
+    expect(await startSites(3)).toEqual({ peak: 3, started: 20, running: Array(20).fill('RUNNING') });
+  });
 });
+
+/** The client with its workflow starts counted: how many wait on the server at once, at most. */
+function countingStarts(client: Client): { client: Client; peak: number } {
+  const counted = { client, peak: 0 };
+  let inFlight = 0;
+  const start: Client['workflow']['start'] = async (...args) => {
+    counted.peak = Math.max(counted.peak, ++inFlight);
+    try {
+      return await client.workflow.start(...args);
+    } finally {
+      inFlight--;
+    }
+  };
+  const workflow = new Proxy(client.workflow, {
+    get: (target, prop) => (prop === 'start' ? start : (Reflect.get(target, prop, target) as unknown)),
+  });
+  counted.client = new Proxy(client, {
+    get: (target, prop) => (prop === 'workflow' ? workflow : (Reflect.get(target, prop, target) as unknown)),
+  });
+  return counted;
+}

@@ -201,6 +201,10 @@ const program = new Command()
       '(a number above the fleet: every site a child)',
   )
   .option(
+    '--starts-in-flight <n>',
+    "the rollout's limits.startsInFlight: starts each bulk-start activity has waiting on the server at once (8)",
+  )
+  .option(
     '--merge',
     'keep the scenarios of the results file (--out) that this run does not run, with their chart lines: a partial ' +
       'rerun updates the file',
@@ -233,6 +237,7 @@ const opts = program.opts<{
   preload: string[];
   sample: string;
   bulkStartFrom?: string;
+  startsInFlight?: string;
   merge?: boolean;
   out: string;
 }>();
@@ -834,7 +839,12 @@ async function runScenario(
             // Every site runs to its end: a failure is counted and reported, not a reason to stop measuring.
             strategy: { maxConcurrency: s.maxConcurrency, maxFailures: '100%' },
           }),
-          ...(opts.bulkStartFrom !== undefined && { limits: { bulkStartFrom: Number(opts.bulkStartFrom) } }),
+          ...((opts.bulkStartFrom !== undefined || opts.startsInFlight !== undefined) && {
+            limits: {
+              ...(opts.bulkStartFrom !== undefined && { bulkStartFrom: Number(opts.bulkStartFrom) }),
+              ...(opts.startsInFlight !== undefined && { startsInFlight: Number(opts.startsInFlight) }),
+            },
+          }),
         },
       ],
     });
