@@ -1,4 +1,5 @@
 import type { Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import type { ArtifactSpec, ArtifactType } from '../domain/artifact.ts';
 import type { ArtifactFiles } from './artifact-files.ts';
 import { StoreError } from './errors.ts';
@@ -45,7 +46,7 @@ export class ArtifactRepository {
   async upload(spec: ArtifactSpec, body: Readable): Promise<{ artifact: StoredArtifact; created: boolean }> {
     const existing = await this.find(spec.sha256);
     if (existing) {
-      body.resume();
+      await discard(body);
       if (existing.type === spec.type && existing.name === spec.name && existing.version === spec.version) {
         return { artifact: existing, created: false };
       }
@@ -61,7 +62,7 @@ export class ArtifactRepository {
       spec.version,
     ]);
     if (taken[0]) {
-      body.resume();
+      await discard(body);
       throw new StoreError(
         'AlreadyExists',
         `${spec.type} ${spec.name} ${spec.version} already exists with sha256 ${taken[0].sha256}`,
@@ -117,4 +118,14 @@ export class ArtifactRepository {
     if (rows.length === 0) throw new StoreError('NotFound', `artifact ${sha256} not found`);
     await this.files.remove(sha256);
   }
+}
+
+/**
+ * Reads a body it does not keep to its end before the answer goes out: answered early, the server closes the
+ * connection while the client still sends, and the client may see the reset before the answer (icnctl's re-upload of
+ * a 300 KiB artifact then failed as "cannot reach the API", now and then under load).
+ */
+async function discard(body: Readable): Promise<void> {
+  body.resume();
+  await finished(body);
 }
