@@ -424,12 +424,11 @@ class Rollout {
   private childInput(site: string): object {
     const r = this.request;
     if (r.operation === 'patch') {
-      const takeover = r.hostTakeoverSeconds;
       return {
         site,
         profile: r.profile,
         maxUnavailable: r.maxUnavailable ?? 1,
-        ...(takeover && { hostTakeoverSeconds: takeover }),
+        ...(r.hostTakeoverSeconds !== undefined && { hostTakeoverSeconds: r.hostTakeoverSeconds }),
       };
     }
     if (r.operation === 'upgrade') return { site, kubernetesVersion: r.kubernetesVersion };

@@ -822,6 +822,12 @@ async function runScenario(
       threads: workerThreadCpu(pids),
     };
 
+    // The rollout's limits the options set; none: the product's own.
+    const limits = Object.fromEntries(
+      Object.entries({ bulkStartFrom: opts.bulkStartFrom, startsInFlight: opts.startsInFlight }).flatMap(([k, v]) =>
+        v === undefined ? [] : [[k, Number(v)]],
+      ),
+    );
     const rolloutId = `fleet-${s.name.replace(/[^a-z0-9-]/gi, '-')}-${Date.now()}`.toLowerCase();
     const started = Date.now();
     const handle = await env.client.workflow.start('fleetRollout', {
@@ -839,12 +845,7 @@ async function runScenario(
             // Every site runs to its end: a failure is counted and reported, not a reason to stop measuring.
             strategy: { maxConcurrency: s.maxConcurrency, maxFailures: '100%' },
           }),
-          ...((opts.bulkStartFrom !== undefined || opts.startsInFlight !== undefined) && {
-            limits: {
-              ...(opts.bulkStartFrom !== undefined && { bulkStartFrom: Number(opts.bulkStartFrom) }),
-              ...(opts.startsInFlight !== undefined && { startsInFlight: Number(opts.startsInFlight) }),
-            },
-          }),
+          ...(Object.keys(limits).length > 0 && { limits }),
         },
       ],
     });
