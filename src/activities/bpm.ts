@@ -107,34 +107,43 @@ export function bpaAccess(deps: BpmActivityDeps) {
 
   /**
    * The named hosts as the BPA reaches them, their SSH keys handed to it first (PUT is idempotent): a key rotated
-   * in the inventory reaches the BPA on the next operation.
+   * in the inventory reaches the BPA on the next operation. The keys are read while `bpa` may still be in the making
+   * (its token read): a round trip fewer before a host's job.
    */
-  async function bpaHosts(site: string, spec: SiteSpec, bpa: BpaClient, names: string[]): Promise<ClusterHost[]> {
+  async function bpaHosts(
+    site: string,
+    spec: SiteSpec,
+    bpa: BpaClient | Promise<BpaClient>,
+    names: string[],
+  ): Promise<ClusterHost[]> {
     const hosts = names.map((name) => {
       const host = spec.hosts.find((h) => h.name === name);
       if (!host) throw nonRetryable('Invalid', `site "${site}" has no host "${name}"`);
       return host;
     });
     const revealed: string[] = [];
-    try {
-      for (const keyName of new Set(hosts.map((h) => h.ssh.keyRef.name))) {
-        const key = await deps.secrets.reveal(keyName);
-        const privateKey = key.data.privateKey;
-        if (key.type !== 'ssh-key' || privateKey === undefined) {
-          throw nonRetryable(
-            'Invalid',
-            `site "${site}": secret "${keyName}" is not an ssh-key secret with a privateKey`,
-          );
-        }
-        revealed.push(privateKey, ...(key.data.passphrase === undefined ? [] : [key.data.passphrase]));
-        await bpa.putSecret(keyName, {
-          type: 'ssh-key',
-          stringData: {
-            privateKey,
-            ...(key.data.passphrase !== undefined && { passphrase: key.data.passphrase }),
-          },
-        });
+    const revealKey = async (keyName: string) => {
+      const key = await deps.secrets.reveal(keyName);
+      const { privateKey, passphrase } = key.data;
+      if (key.type !== 'ssh-key' || privateKey === undefined) {
+        throw nonRetryable('Invalid', `site "${site}": secret "${keyName}" is not an ssh-key secret with a privateKey`);
       }
+      revealed.push(privateKey, ...(passphrase === undefined ? [] : [passphrase]));
+      return { keyName, privateKey, passphrase };
+    };
+    try {
+      const [client, ...keys] = await Promise.all([
+        bpa,
+        ...[...new Set(hosts.map((h) => h.ssh.keyRef.name))].map(revealKey),
+      ]);
+      await Promise.all(
+        keys.map(({ keyName, privateKey, passphrase }) =>
+          client.putSecret(keyName, {
+            type: 'ssh-key',
+            stringData: { privateKey, ...(passphrase !== undefined && { passphrase }) },
+          }),
+        ),
+      );
     } catch (err) {
       throw toActivityFailure(err, { secrets: revealed });
     }
@@ -150,7 +159,7 @@ export function bpaAccess(deps: BpmActivityDeps) {
 
   /**
    * Waits for the job's end as the BPA pushes it (its event stream: one request for the whole job instead of a poll
-   * every few seconds, and the end noticed at once). A stream that breaks (the BPA restarted, a proxy cut it) falls
+   * every few seconds, and the end noticed at once, the ended job with it). A stream that breaks (the BPA restarted, a proxy cut it) falls
    * back to one look at the job and a new stream after the poll interval. Heartbeats go on while the job is quiet.
    */
   async function waitForJob(
@@ -171,9 +180,13 @@ export function bpaAccess(deps: BpmActivityDeps) {
       const timer = setInterval(() => {
         beat(last);
       }, keepAliveMs());
+      let ended: InstallJob | undefined;
       try {
         for await (const event of bpa.events(jobId, ctx.cancellationSignal)) {
-          if (event.type === 'done') break;
+          if (event.type === 'done') {
+            ended = event.job;
+            break;
+          }
         }
       } catch (err) {
         if (ctx.cancellationSignal.aborted) throw err;
@@ -181,7 +194,7 @@ export function bpaAccess(deps: BpmActivityDeps) {
       } finally {
         clearInterval(timer);
       }
-      job = await bpa.getJob(jobId);
+      job = ended ?? (await bpa.getJob(jobId));
     }
   }
 

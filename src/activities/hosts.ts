@@ -7,6 +7,7 @@
  */
 import { ApplicationFailure, Context } from '@temporalio/activity';
 import type { BpaClient } from '../clients/bpa/index.ts';
+import type { BpaHost } from '../domain/bpa.ts';
 import type { IronicClient } from '../clients/ironic/index.ts';
 import {
   cordonNode,
@@ -108,6 +109,30 @@ export function createHostActivities(deps: HostActivityDeps) {
         const site = deps.sites.get(input.site);
         // Heard where it is awaited; a cluster that cannot be reached first leaves it unheard.
         site.catch(() => undefined);
+        let siteBpa: Promise<BpaClient> | undefined;
+        const bpaOf = (): Promise<BpaClient> => {
+          if (!siteBpa) {
+            siteBpa = site.then(({ spec }) => deps.bpa.siteBpa(input.site, input.bpaUrl, spec)).then(({ bpa }) => bpa);
+            siteBpa.catch(() => undefined);
+          }
+          return siteBpa;
+        };
+        // The BPA made ready for the job (its client, the host's SSH key handed over) while the node is found,
+        // cordoned and drained. Its failure is the packages step's, reported there.
+        let jobPeer: Promise<{ bpa: BpaClient; hosts: BpaHost[] }> | undefined;
+        const prepareJob = () => {
+          if (input.packages.length === 0 || resumed?.done.includes('packages') === true) return undefined;
+          if (!jobPeer) {
+            const bpa = bpaOf();
+            jobPeer = site
+              .then(({ spec }) => deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]))
+              .then(async (hosts) => ({ bpa: await bpa, hosts }));
+            jobPeer.catch(() => undefined);
+          }
+          return jobPeer;
+        };
+        // A patch gets its job ready at once; a rollback first looks whether the patch reached the host at all.
+        if (input.action === 'install') void prepareJob();
         return await onCluster(input.kubeconfigSecret, scrub, async (kube) => {
           const [{ spec, status }, found] = await Promise.all([
             site,
@@ -116,8 +141,6 @@ export function createHostActivities(deps: HostActivityDeps) {
           // As listed a moment ago (not when resumed): the cordon writes it without reading it again.
           const [node, listed] = typeof found === 'string' ? [found, undefined] : [found.metadata.name, found];
           const progress: PatchProgress = resumed ?? { node, done: [] };
-          let siteBpa: Promise<BpaClient> | undefined;
-          const bpaOf = () => (siteBpa ??= deps.bpa.siteBpa(input.site, input.bpaUrl, spec).then(({ bpa }) => bpa));
           // Each heartbeat is encoded (and encrypted) when made, sent or not, and the SDK sends at most one every
           // 0.8 × the timeout: progress (a step done, a job's events, a drain's evictions) is beaten at most every 2 s,
           // the latest of it, and once more when the attempt ends, so that a retry resumes after the last step done.
@@ -159,16 +182,7 @@ export function createHostActivities(deps: HostActivityDeps) {
                 return { host: input.host, node, packages: versions, rebooted: false } satisfies HostPatchResult;
               }
             }
-            // The BPA is made ready for the job (its client, the host's SSH key handed over) while the node drains.
-            const bpaReady =
-              input.packages.length > 0 && !progress.done.includes('packages')
-                ? bpaOf().then(async (bpa) => ({
-                    bpa,
-                    hosts: await deps.bpa.bpaHosts(input.site, spec, bpa, [input.host]),
-                  }))
-                : undefined;
-            // Its failure is the packages step's, reported there; a drain that fails first leaves it unheard.
-            bpaReady?.catch(() => undefined);
+            const bpaReady = prepareJob();
             let cordonedNow = false;
             await step('cordon', async () => {
               await cordonNode(kube, node, { by: cordonMark, ...(listed && { known: listed }) });
@@ -208,22 +222,28 @@ export function createHostActivities(deps: HostActivityDeps) {
               // Heartbeats reach the server at most every 90 s: a retry after a worker died may not know of a
               // reboot it asked for. The inventory, written right after the request, does.
               const rebootId = activityJobId(`-${input.action}-reboot`);
-              if (status?.hosts?.[input.host]?.rebootedBy !== rebootId) {
-                await ironic.requestReboot(name);
-                await deps.recordHostState({
-                  site: input.site,
-                  host: input.host,
-                  state: 'Rebooting',
-                  rebootedBy: rebootId,
-                });
-              }
-              await ironic.waitForPowerState(name, 'power on', {
-                timeoutMs: readyTimeoutMs,
-                onPoll: () => {
-                  beat();
-                },
-                signal: ctx.cancellationSignal,
-              });
+              const requested = status?.hosts?.[input.host]?.rebootedBy !== rebootId;
+              if (requested) await ironic.requestReboot(name);
+              // Both after the request, neither waiting on the other: a record before it could tell a retry of a
+              // reboot never asked for.
+              const [powered, recorded] = await Promise.allSettled([
+                ironic.waitForPowerState(name, 'power on', {
+                  timeoutMs: readyTimeoutMs,
+                  onPoll: () => {
+                    beat();
+                  },
+                  signal: ctx.cancellationSignal,
+                }),
+                requested
+                  ? deps.recordHostState({
+                      site: input.site,
+                      host: input.host,
+                      state: 'Rebooting',
+                      rebootedBy: rebootId,
+                    })
+                  : undefined,
+              ]);
+              for (const outcome of [recorded, powered]) if (outcome.status === 'rejected') throw outcome.reason;
               progress.rebooted = true;
             });
             const ready = await step('ready', () =>

@@ -382,7 +382,8 @@ export class BpaEngine {
       finishedAt: job.finishedAt,
       ...(error !== undefined && { error }),
     });
-    job.events.emit('event', { type: 'done', jobId: job.id, state, summary: summarise(job.hosts.values()) });
+    const ended = this.#view(job);
+    job.events.emit('event', { type: 'done', jobId: job.id, state, summary: ended.summary, job: ended });
     job.finish();
   }
 

@@ -118,7 +118,17 @@ export type InstallJob = z.infer<typeof InstallJob>;
 export const JobEvent = z.discriminatedUnion('type', [
   z.object({ type: z.literal('host'), jobId: z.string(), progress: HostProgress }),
   z.object({ type: z.literal('step'), jobId: z.string(), step: z.string() }),
-  z.object({ type: z.literal('done'), jobId: z.string(), state: JobState, summary: JobSummary }),
+  z.object({
+    type: z.literal('done'),
+    jobId: z.string(),
+    state: JobState,
+    summary: JobSummary,
+    /**
+     * The job as it ended, so that a waiting client needs no second request for it (a round trip per host patched,
+     * at a fleet's scale). Optional: a BPA older than it sends none, and its client then reads the job.
+     */
+    job: InstallJob.optional(),
+  }),
 ]);
 export type JobEvent = z.infer<typeof JobEvent>;
 

@@ -4,6 +4,7 @@ import { ApplicationFailure } from '@temporalio/common';
 import { mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { createBpmActivities, derivedJobId } from '../../src/activities/bpm.ts';
+import { BpaClient } from '../../src/clients/bpa/index.ts';
 import type { LabPackage } from '../bpa/support.ts';
 import { onHost } from '../bpa/support.ts';
 import {
@@ -139,6 +140,32 @@ describe('BPM activities: the inventory site, its BPA and real sshd hosts', () =
       expect(onHost(h.ssh.root, 'var/lib/fixture/kubelet/install.count')).toBe('1');
       expect(onHost(h.ssh.root, 'var/lib/fixture/kubelet/calls')).toBe('install 1.0.0\nverify 1.0.0');
     }
+  });
+
+  it('waits for a job on its event stream alone: the ended job comes with its end, not read again', async () => {
+    const requests: string[] = [];
+    const counted = createBpmActivities({
+      ...lab.deps,
+      bpa: (url, bearer) =>
+        new BpaClient({
+          url,
+          token: bearer,
+          fetch: (input, init) => {
+            requests.push(`${init?.method ?? 'GET'} ${new URL(input instanceof Request ? input.url : input).pathname}`);
+            return fetch(input, init);
+          },
+        }),
+    });
+    const packages = [base[0]!.pkg];
+    const run = await attempt(() => counted.installPackages({ site, bpaUrl: bpaUrl(), hosts: [b.name], packages }), {
+      workflowId,
+      activityId: 'stream-only',
+    });
+    expect(run.error).toBeUndefined();
+    expect(run.result).toEqual({ [b.name]: { kubelet: '1.0.0' } });
+    const jobId = derivedJobId(`${workflowId}-stream-only`);
+    expect(requests).toContain(`GET /v1/jobs/${jobId}/events`);
+    expect(requests).not.toContain(`GET /v1/jobs/${jobId}`);
   });
 
   it('a package failing on a host fails non-retryably as PackagesFailed, naming that host', async () => {

@@ -108,6 +108,19 @@ describe('BPA install jobs on real sshd hosts', () => {
     const events: JobEvent[] = [];
     for await (const event of bpa.client.events(started.id)) events.push(event);
     expect(events.at(-1)).toMatchObject({ type: 'done', state: 'succeeded', summary: { succeeded: 3 } });
+    // The ended job comes with its end, as a read of it gives it, and so it does to a stream opened after the end.
+    const read = await bpa.client.getJob(started.id);
+    expect(read?.state).toBe('succeeded');
+    expect(events.at(-1)).toMatchObject({ job: read });
+    const late: JobEvent[] = [];
+    for await (const event of bpa.client.events(started.id)) late.push(event);
+    expect(late.at(-1)).toEqual({
+      type: 'done',
+      jobId: started.id,
+      state: 'succeeded',
+      summary: read?.summary,
+      job: read,
+    });
     const finals = events.filter((e) => e.type === 'host' && e.progress.state === 'succeeded');
     expect(finals.map((e) => (e.type === 'host' ? e.progress.packages : []))).toContainEqual([
       { name, version: '1.1.0', from: '1.0.0', outcome: 'installed' },

@@ -399,8 +399,8 @@ export class SimHandler {
         return;
       }
       if (job.seenEndedAt === undefined) job.seenEndedAt = Date.now();
-      const { state, summary } = view();
-      write({ type: 'done', jobId: job.id, state, summary });
+      const ended = view();
+      write({ type: 'done', jobId: job.id, state: ended.state, summary: ended.summary, job: ended });
       res.end();
     };
     if (job.results) {

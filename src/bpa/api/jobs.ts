@@ -71,7 +71,7 @@ export function jobRoutes(deps: { engine: BpaEngine; auth: TokenAuthority }): Fa
           tags,
           security,
           summary:
-            'The job as a stream of JSON lines (application/x-ndjson): every host as it stands, then each change, then "done"',
+            'The job as a stream of JSON lines (application/x-ndjson): every host as it stands, then each change, then "done" with the job as it ended',
           params: JobParams,
         },
       },
@@ -92,7 +92,7 @@ export function jobRoutes(deps: { engine: BpaEngine; auth: TokenAuthority }): Fa
         request.raw.on('close', () => unsubscribe?.());
         for (const progress of job.hosts) write({ type: 'host', jobId: id, progress });
         if (job.state === 'succeeded' || job.state === 'failed') {
-          write({ type: 'done', jobId: id, state: job.state, summary: job.summary });
+          write({ type: 'done', jobId: id, state: job.state, summary: job.summary, job });
           end();
         }
         return reply;
