@@ -17,6 +17,7 @@ import {
 } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { isAlive } from './lab/processes.ts';
 
 export const toolsDir = process.env.ICN_TOOLS_DIR ?? join(homedir(), '.cache', 'icn-orchestrator', 'tools');
 
@@ -66,15 +67,6 @@ function sleepSync(ms: number): void {
   Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
 }
 
-function pidAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
-}
-
 /**
  * One build per tool at a time across processes (parallel test files, lab peers, CI): a lock folder holding the
  * builder's pid; a lock whose builder died is taken over.
@@ -92,7 +84,7 @@ function lockTool(dir: string, tool: GoTool): () => void {
       };
     } catch {
       const owner = Number(existsSync(join(lock, 'pid')) ? readFileSync(join(lock, 'pid'), 'utf8') : 0);
-      if (owner > 0 && !pidAlive(owner)) {
+      if (owner > 0 && !isAlive(owner)) {
         rmSync(lock, { recursive: true, force: true });
         continue;
       }

@@ -62,6 +62,35 @@ describe.each<Backend>(['pglite', 'postgres'])('inventory API on %s', (backend) 
       payload: body,
     });
 
+  it('answers an upload whose size is unlike its Content-Length with 400, over real HTTP, never a reset', async () => {
+    // Its own listening API: inject() cannot show what a client sees while it still sends the body.
+    const listening = await buildTestApi({ store });
+    const url = await listening.listen({ host: '127.0.0.1', port: 0 });
+    try {
+      // Bodies of megabytes declared a byte long: the answer is ready long before the body is all sent.
+      for (const mib of [1, 4, 16]) {
+        for (let i = 0; i < 5; i++) {
+          const body = Buffer.alloc(mib * 2 ** 20, i);
+          const q = new URLSearchParams({ type: 'binary-package', name: 'probe-early', version: '1.0.0', size: '1' });
+          q.set('sha256', sha(body));
+          const res = await fetch(`${url}/v1/artifacts?${q.toString()}`, {
+            method: 'POST',
+            headers: { ...bearer(tokens.writer), 'content-type': 'application/octet-stream' },
+            body,
+          });
+          expect(res.status).toBe(400);
+          expect(await res.json()).toMatchObject({
+            field: 'size',
+            message: `Content-Length ${body.length} differs from size 1`,
+          });
+        }
+      }
+    } finally {
+      await listening.close();
+    }
+    expect(await store.artifacts.list({ name: 'probe-early' })).toEqual([]);
+  });
+
   it('refuses a profile whose artifacts are not uploaded, then accepts it once they are', async () => {
     const early = await api.inject({
       method: 'POST',
