@@ -159,8 +159,9 @@ export function bpaAccess(deps: BpmActivityDeps) {
 
   /**
    * Waits for the job's end as the BPA pushes it (its event stream: one request for the whole job instead of a poll
-   * every few seconds, and the end noticed at once, the ended job with it). A stream that breaks (the BPA restarted, a proxy cut it) falls
-   * back to one look at the job and a new stream after the poll interval. Heartbeats go on while the job is quiet.
+   * every few seconds, and the end noticed at once, the ended job with it). A stream that breaks (the BPA restarted,
+   * a proxy cut it) falls back to one look at the job and a new stream after the poll interval. Heartbeats go on
+   * while the job is quiet.
    */
   async function waitForJob(
     bpa: BpaClient,
