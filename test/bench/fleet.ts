@@ -134,6 +134,11 @@ const program = new Command()
     'maxConcurrentActivityTaskExecutions (a host is one activity, mostly waiting)',
     '12000',
   )
+  .option(
+    '--sticky-timeout <seconds>',
+    "stickyQueueScheduleToStartTimeout: how long a site's next task waits for its own worker before any worker " +
+      "replays the site to run it (the product's: 120 s, src/worker/worker.ts)",
+  )
   .option('--workflow-slots <n>', 'maxConcurrentWorkflowTaskExecutions', '100')
   .option('--local-activity-slots <n>', 'maxConcurrentLocalActivityExecutions', '100')
   .option('--cached <n>', 'maxCachedWorkflows (every running site operation stays cached: no replays)', '12000')
@@ -238,6 +243,7 @@ const opts = program.opts<{
   sample: string;
   bulkStartFrom?: string;
   startsInFlight?: string;
+  stickyTimeout?: string;
   merge?: boolean;
   out: string;
 }>();
@@ -276,6 +282,9 @@ const workerTuning: TunableWorkerOptions = opts.sdkDefaults
       maxConcurrentActivityTaskPolls: Number(opts.activityPollers),
       ...workflowPolling(),
       isolateExecutionTimeout: Number(opts.deadlockTimeoutMs),
+      ...(opts.stickyTimeout !== undefined && {
+        stickyQueueScheduleToStartTimeout: `${Number(opts.stickyTimeout)} seconds`,
+      }),
     };
 
 function workflowPolling(): TunableWorkerOptions {
