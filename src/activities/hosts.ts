@@ -63,6 +63,11 @@ export function hostIronicNode(site: string, host: string, provisioner: SiteSpec
   return provisioner === 'cluster-api' ? `site-${site}~${host}` : ironicNodeName(site, host);
 }
 
+/** Waits for every step, then fails with the first failure in the order given: no step runs on once the host fails. */
+async function allSteps(steps: Promise<unknown>[]): Promise<void> {
+  for (const outcome of await Promise.allSettled(steps)) if (outcome.status === 'rejected') throw outcome.reason;
+}
+
 /** Who cordoned a node for maintenance: the patch and its rollback share it, so either may undo the other's cordon. */
 const cordonMark = 'icn-host-maintenance';
 
@@ -226,14 +231,7 @@ export function createHostActivities(deps: HostActivityDeps) {
               if (requested) await ironic.requestReboot(name);
               // Both after the request, neither waiting on the other: a record before it could tell a retry of a
               // reboot never asked for.
-              const [powered, recorded] = await Promise.allSettled([
-                ironic.waitForPowerState(name, 'power on', {
-                  timeoutMs: readyTimeoutMs,
-                  onPoll: () => {
-                    beat();
-                  },
-                  signal: ctx.cancellationSignal,
-                }),
+              await allSteps([
                 requested
                   ? deps.recordHostState({
                       site: input.site,
@@ -241,9 +239,15 @@ export function createHostActivities(deps: HostActivityDeps) {
                       state: 'Rebooting',
                       rebootedBy: rebootId,
                     })
-                  : undefined,
+                  : Promise.resolve(),
+                ironic.waitForPowerState(name, 'power on', {
+                  timeoutMs: readyTimeoutMs,
+                  onPoll: () => {
+                    beat();
+                  },
+                  signal: ctx.cancellationSignal,
+                }),
               ]);
-              for (const outcome of [recorded, powered]) if (outcome.status === 'rejected') throw outcome.reason;
               progress.rebooted = true;
             });
             const ready = await step('ready', () =>
@@ -267,8 +271,7 @@ export function createHostActivities(deps: HostActivityDeps) {
               }
               progress.packages = versions;
             });
-            const [uncordon, verify] = await Promise.allSettled([uncordoned, verified]);
-            for (const outcome of [uncordon, verify]) if (outcome.status === 'rejected') throw outcome.reason;
+            await allSteps([uncordoned, verified]);
             await step('record', () =>
               deps.recordHostState({
                 site: input.site,
