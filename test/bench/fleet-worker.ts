@@ -48,6 +48,19 @@ export interface WorkerStats {
   waits: Record<string, { count: number; mean: number; p99: number }>;
   /** Inventory statements by their opening words: which reads and writes a site costs. */
   statements: Record<string, number>;
+  /**
+   * What failed, by where and message (numbers and ids masked): activities that threw, BPA requests that got no
+   * answer, and BPA job event streams that broke (the BPM falls back to reading the job, then opens a new one).
+   */
+  failures: Record<string, number>;
+}
+
+/** A message with its numbers and ids masked, so that the same failure on every site counts as one. */
+export function failureKey(where: string, err: unknown): string {
+  const e = err as { message?: string; cause?: { message?: string; code?: string } };
+  const cause = e.cause?.code ?? e.cause?.message;
+  const message = `${e.message ?? String(err)}${cause === undefined ? '' : ` (${cause})`}`;
+  return `${where}: ${message.replace(/[0-9a-f]{8,}|\d+/gi, '#').slice(0, 160)}`;
 }
 
 class Latencies {
@@ -114,7 +127,40 @@ store.sql.query = async (...args) => {
   return waits.sql.time(() => sql.query(...args));
 };
 store.sql.transaction = async (fn) => waits.transaction.time(() => sql.transaction(fn));
-const timedFetch: typeof fetch = (input, init) => waits.bpa.time(() => fetch(input, init));
+const failures: Record<string, number> = {};
+const failed = (where: string, err: unknown): void => {
+  const key = failureKey(where, err);
+  failures[key] = (failures[key] ?? 0) + 1;
+};
+/** The body as it comes, its error (a stream that broke) counted on the way. */
+function watched(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
+  const reader = body.getReader();
+  return new ReadableStream({
+    async pull(controller) {
+      try {
+        const { done, value } = await reader.read();
+        if (done) controller.close();
+        else controller.enqueue(value);
+      } catch (err) {
+        failed('bpa event stream', err);
+        controller.error(err);
+      }
+    },
+    cancel: (reason) => reader.cancel(reason),
+  });
+}
+const timedFetch: typeof fetch = async (input, init) => {
+  let res: Response;
+  try {
+    res = await waits.bpa.time(() => fetch(input, init));
+  } catch (err) {
+    failed(`bpa ${init?.method ?? 'GET'}`, err);
+    throw err;
+  }
+  // The BPA client passes its URL as a string.
+  if (res.body === null || typeof input !== 'string' || !input.endsWith('/events')) return res;
+  return new Response(watched(res.body), { status: res.status, statusText: res.statusText, headers: res.headers });
+};
 const peers = {
   ...realPeers(store, { helmBinary: 'helm' }),
   bpa: (url: string, token: string) => new BpaClient({ url, token, fetch: timedFetch }),
@@ -138,6 +184,7 @@ const counted = Object.fromEntries(
         return result;
       } catch (err) {
         stats.failed++;
+        failed(`activity ${name}`, err);
         throw err;
       }
     },
@@ -172,6 +219,7 @@ process.on('message', (message: { type?: string }) => {
       },
       waits: Object.fromEntries(Object.entries(waits).map(([k, v]) => [k, v.summary()])),
       statements,
+      failures,
     } satisfies WorkerStats);
     loopDelay.reset();
   } else if (message.type === 'stop') {

@@ -563,12 +563,14 @@ async function askWorkers(ws: Child[]): Promise<WorkerStats & { workers: number 
     eventLoopDelay: { mean: 0, p99: 0, max: 0 },
     waits: {},
     statements: {},
+    failures: {},
   };
   for (const st of all) {
     merged.completed += st.completed;
     merged.failed += st.failed;
     add(merged.byType, st.byType);
     add(merged.statements, st.statements);
+    add(merged.failures, st.failures);
     merged.maxRssMB = Math.max(merged.maxRssMB, st.maxRssMB);
     merged.cpuSeconds += st.cpuSeconds;
     const d = merged.eventLoopDelay;

@@ -116,11 +116,13 @@ export class BpaClient {
           : size === 0
             ? new Uint8Array(0)
             : (Readable.toWeb(createReadStream(source, { start: offset, end })) as ReadableStream);
-      const res = await this.#request('PUT', `/v1/uploads/${spec.sha256}?${query.toString()}`, {
-        headers,
-        body,
-        timeout: false,
-      });
+      // Timed by the socket alone: a large chunk on a slow link takes as long as it takes.
+      const res = await this.#request(
+        'PUT',
+        `/v1/uploads/${spec.sha256}?${query.toString()}`,
+        { headers, body, timeout: false },
+        async (answer) => answer,
+      );
       if (res.status === 409) {
         const failure = FailureBody.safeParse(await res.json().catch(() => undefined));
         if (failure.success && failure.data.offset !== undefined) {
@@ -150,10 +152,12 @@ export class BpaClient {
 
   /** The job's events as they happen, ending with `done` (or when the BPA goes away: poll getJob then). */
   async *events(id: string, signal?: AbortSignal): AsyncGenerator<JobEvent> {
-    const res = await this.#request('GET', `/v1/jobs/${encodeURIComponent(id)}/events`, {
-      timeout: false,
-      ...(signal && { signal }),
-    });
+    const res = await this.#request(
+      'GET',
+      `/v1/jobs/${encodeURIComponent(id)}/events`,
+      { timeout: false, ...(signal && { signal }) },
+      async (answer) => answer,
+    );
     if (!res.ok || !res.body) {
       await this.#expect(res, 'GET', '/v1/jobs/events');
       return;
@@ -207,22 +211,23 @@ export class BpaClient {
    */
   async resetCluster(name: string): Promise<boolean> {
     const path = `/v1/clusters/${encodeURIComponent(name)}`;
-    const res = await this.#request('DELETE', path, {});
-    if (res.status === 404) {
-      // The BPA's own answer, not a BPA without this route: that one must not pass for a cluster already gone.
-      const failure = FailureBody.safeParse(await res.json().catch(() => undefined));
-      if (failure.success && failure.data.error === 'NotFound') return false;
-      throw new PeerError(
-        'bpa',
-        `bpa DELETE ${this.url}${path}: 404 without the BPA's NotFound: no cluster reset here`,
-        {
-          retryable: false,
-          reason: 'HTTP404',
-        },
-      );
-    }
-    ClusterStatus.parse(await this.#expect(res, 'DELETE', path));
-    return true;
+    return this.#request('DELETE', path, {}, async (res) => {
+      if (res.status === 404) {
+        // The BPA's own answer, not a BPA without this route: that one must not pass for a cluster already gone.
+        const failure = FailureBody.safeParse(await res.json().catch(() => undefined));
+        if (failure.success && failure.data.error === 'NotFound') return false;
+        throw new PeerError(
+          'bpa',
+          `bpa DELETE ${this.url}${path}: 404 without the BPA's NotFound: no cluster reset here`,
+          {
+            retryable: false,
+            reason: 'HTTP404',
+          },
+        );
+      }
+      ClusterStatus.parse(await this.#expect(res, 'DELETE', path));
+      return true;
+    });
   }
 
   async getCluster(name: string): Promise<ClusterStatus | undefined> {
@@ -233,45 +238,69 @@ export class BpaClient {
   /** The admin kubeconfig once the bring-up has fetched it; undefined before. */
   async kubeconfig(cluster: string): Promise<string | undefined> {
     const path = `/v1/clusters/${encodeURIComponent(cluster)}/kubeconfig`;
-    const res = await this.#request('GET', path, {});
-    if (res.status === 404) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    if (!res.ok) await this.#expect(res, 'GET', path);
-    return res.text();
+    return this.#request('GET', path, {}, async (res) => {
+      if (res.status === 404) {
+        await res.body?.cancel();
+        return undefined;
+      }
+      if (!res.ok) await this.#expect(res, 'GET', path);
+      return res.text();
+    });
   }
 
   async putSecret(name: string, secret: BpaSecret): Promise<void> {
     await this.#json('PUT', `/v1/secrets/${name}`, secret);
   }
 
-  async #request(
+  /**
+   * One exchange with the BPA: the request and `read` of its answer, within the client's timeout unless `timeout` is
+   * false (uploads, event streams). The timer is the exchange's own, cleared once the answer is read: an
+   * AbortSignal.timeout per request fired long after most answers and built an error each time.
+   */
+  async #request<T>(
     method: string,
     path: string,
     init: { headers?: Record<string, string>; body?: RequestInit['body']; timeout?: boolean; signal?: AbortSignal },
-  ): Promise<Response> {
-    const signals = [init.signal, init.timeout === false ? undefined : AbortSignal.timeout(this.#timeoutMs)].filter(
-      (s) => s !== undefined,
-    );
+    read: (res: Response) => Promise<T>,
+  ): Promise<T> {
+    const where = `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}`;
+    const deadline = init.timeout === false ? undefined : new AbortController();
+    const timer =
+      deadline &&
+      setTimeout(() => {
+        deadline.abort();
+      }, this.#timeoutMs);
+    const signals = [init.signal, deadline?.signal].filter((s) => s !== undefined);
+    const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
+    const timedOut = () =>
+      new PeerError('bpa', `${where}: no answer within ${this.#timeoutMs} ms`, { retryable: true, reason: 'Timeout' });
     try {
-      return await this.#fetch(`${this.url}${path}`, {
-        method,
-        headers: { authorization: `Bearer ${this.#token}`, ...init.headers },
-        ...(init.body !== undefined && { body: init.body, duplex: 'half' }),
-        ...(signals.length > 0 && { signal: AbortSignal.any(signals) }),
-      });
-    } catch (err) {
-      const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-      throw new PeerError(
-        'bpa',
-        `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}: ${(err as Error).message}${cause}`,
-        {
+      let res: Response;
+      try {
+        res = await this.#fetch(`${this.url}${path}`, {
+          method,
+          headers: { authorization: `Bearer ${this.#token}`, ...init.headers },
+          ...(init.body !== undefined && { body: init.body, duplex: 'half' }),
+          ...(signal && { signal }),
+        });
+      } catch (err) {
+        if (deadline?.signal.aborted === true) throw timedOut();
+        const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
+        throw new PeerError('bpa', `${where}: ${(err as Error).message}${cause}`, {
           retryable: true,
           reason: 'Unreachable',
           cause: err,
-        },
-      );
+        });
+      }
+      try {
+        return await read(res);
+      } catch (err) {
+        // The answer began but did not end in time: as retryable as no answer at all.
+        if (deadline?.signal.aborted === true && !(err instanceof PeerError)) throw timedOut();
+        throw err;
+      }
+    } finally {
+      clearTimeout(timer);
     }
   }
 
@@ -289,17 +318,18 @@ export class BpaClient {
   }
 
   async #json(method: string, path: string, body?: unknown, absent: number[] = []): Promise<unknown> {
-    const res = await this.#request(method, path, {
-      ...(body !== undefined && { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) }),
+    const init =
+      body === undefined ? {} : { headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) };
+    return this.#request(method, path, init, async (res) => {
+      if (absent.includes(res.status)) {
+        await res.body?.cancel();
+        return undefined;
+      }
+      if (res.status === 204) {
+        await res.body?.cancel();
+        return null;
+      }
+      return this.#expect(res, method, path);
     });
-    if (absent.includes(res.status)) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    if (res.status === 204) {
-      await res.body?.cancel();
-      return null;
-    }
-    return this.#expect(res, method, path);
   }
 }

@@ -68,7 +68,14 @@ export class IronicHttp {
   ): Promise<z.infer<S> | undefined> {
     const started = Date.now();
     const what = `${opts.operation} ${opts.subject}`;
+    // The call's own timer, cleared once its answer is read: an AbortSignal.timeout per call fired long after most
+    // answers and built an error each time.
+    const deadline = new AbortController();
+    const timer = setTimeout(() => {
+      deadline.abort();
+    }, this.#timeoutMs);
     let res: Response;
+    let text: string;
     try {
       res = await fetch(`${this.url}${path}`, {
         method,
@@ -78,12 +85,14 @@ export class IronicHttp {
           ...(opts.body !== undefined && { 'content-type': 'application/json' }),
         },
         ...(opts.body !== undefined && { body: JSON.stringify(opts.body) }),
-        signal: AbortSignal.timeout(this.#timeoutMs),
+        signal: deadline.signal,
       });
+      text = await res.text();
     } catch (err) {
-      throw this.#transportError(what, err);
+      throw this.#transportError(what, err, deadline.signal.aborted);
+    } finally {
+      clearTimeout(timer);
     }
-    const text = await res.text();
     this.#logger?.debug(
       { peer: 'ironic', method, path: this.scrub(path), status: res.status, ms: Date.now() - started },
       'ironic call',
@@ -120,9 +129,9 @@ export class IronicHttp {
     return out;
   }
 
-  #transportError(what: string, err: unknown): PeerError {
+  #transportError(what: string, err: unknown, timedOut: boolean): PeerError {
     const e = err as { name?: string; message?: string; cause?: { code?: string; message?: string } };
-    if (e.name === 'TimeoutError') {
+    if (timedOut) {
       return this.error(`Ironic ${what}: no answer from ${this.url} within ${this.#timeoutMs} ms`, {
         retryable: true,
         reason: 'Timeout',

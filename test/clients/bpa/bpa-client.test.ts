@@ -2,6 +2,7 @@
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer, type ServerResponse } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort } from '../../../deploy/dev/lab/processes.ts';
@@ -144,5 +145,51 @@ describe('BpaClient', () => {
     expect(invalid).toMatchObject({ reason: 'ValidationError', retryable: false });
     expect(invalid.message).toContain('body.hosts');
     expect(await client.getJob('no-such-job')).toBeUndefined();
+  });
+
+  it('times out a BPA that does not answer, or stops within its answer, as retryable; an upload is not timed', async () => {
+    // A loopback server, not the BPA: the BPA never hangs on purpose.
+    const held: ServerResponse[] = [];
+    const stalled = createServer((req, res) => {
+      if (req.url === '/v1/artifacts') {
+        held.push(res); // no answer at all
+      } else if (req.url === '/v1/jobs') {
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.write('{"items": ['); // an answer that stops half-way
+        held.push(res);
+      } else {
+        // An upload's chunk answered after twice the timeout.
+        req.resume();
+        req.on('end', () => {
+          setTimeout(() => {
+            res.writeHead(200, { 'content-type': 'application/json' });
+            res.end(JSON.stringify({ sha256: 'a'.repeat(64), size: 3, offset: 3, complete: true }));
+          }, 600);
+        });
+      }
+    });
+    const port = await freePort();
+    await new Promise<void>((resolve) => stalled.listen(port, '127.0.0.1', resolve));
+    try {
+      const client = new BpaClient({ url: `http://127.0.0.1:${port}`, token, timeoutMs: 300 });
+      const silent = (await client.listArtifacts().catch((e: unknown) => e)) as PeerError;
+      expect(silent).toMatchObject({ peer: 'bpa', reason: 'Timeout', retryable: true });
+      expect(silent.message).toContain('GET');
+      expect(silent.message).toContain('no answer within 300 ms');
+      const halfway = (await client.listJobs().catch((e: unknown) => e)) as PeerError;
+      expect(halfway).toMatchObject({ peer: 'bpa', reason: 'Timeout', retryable: true });
+      const spec = { type: 'binary-package' as const, name: 'slow', version: '1', sha256: 'a'.repeat(64), size: 3 };
+      await expect(client.uploadArtifact({ ...spec, metadata: {} }, Buffer.from('abc'))).resolves.toMatchObject({
+        complete: true,
+      });
+      // A request answered in time leaves no timer behind.
+      const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+      const before = timers();
+      await new BpaClient({ url, token, timeoutMs: 60_000 }).listArtifacts();
+      expect(timers()).toBe(before);
+    } finally {
+      for (const res of held) res.destroy();
+      await new Promise((resolve) => stalled.close(resolve));
+    }
   });
 });

@@ -147,6 +147,30 @@ describe('Ironic client idempotency and error classification', () => {
     expect(err.message).toContain('ECONNREFUSED');
   });
 
+  test('an Ironic that does not answer in time is a retryable Timeout, and a call answered leaves no timer', async () => {
+    // A loopback server that takes every request and never answers: a hung API, which Ironic is not on demand.
+    const held: { destroy: () => void }[] = [];
+    const hung = createServer((_req, res) => held.push(res));
+    await new Promise<void>((resolve) => hung.listen(0, '127.0.0.1', resolve));
+    try {
+      const url = `http://127.0.0.1:${(hung.address() as AddressInfo).port}`;
+      const slow = new IronicClient({ url, requestTimeoutMs: 300 });
+      const err = await failure(slow.get('edge-02'));
+      expect(err.reason).toBe('Timeout');
+      expect(err.retryable).toBe(true);
+      expect(err.message).toContain('edge-02');
+      expect(err.message).toContain('within 300 ms');
+    } finally {
+      for (const res of held) res.destroy();
+      await new Promise((resolve) => hung.close(resolve));
+    }
+    const timers = () => process.getActiveResourcesInfo().filter((r) => r === 'Timeout').length;
+    const before = timers();
+    await client.enroll({ name: twice, driver: 'fake-hardware' });
+    await client.get(twice);
+    expect(timers()).toBe(before);
+  });
+
   test('a lock lost on release (400 NodeNotLocked) is retryable, and a retried delete finds the node gone', async () => {
     // Ironic on SQLite raises this when its retried lock release finds the first release done (CI saw it on DELETE);
     // it cannot be provoked on demand, so a loopback server answers the way Ironic's API did, then as after the delete.
