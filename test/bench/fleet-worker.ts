@@ -135,18 +135,37 @@ const failed = (where: string, err: unknown): void => {
 /** The body as it comes, its error (a stream that broke) counted on the way. */
 function watched(body: ReadableStream<Uint8Array>): ReadableStream<Uint8Array> {
   const reader = body.getReader();
+  const decoder = new TextDecoder();
+  // Whether the `done` line came; a chunk's last characters are kept, as the marker may span two chunks.
+  let tail = '';
+  let ended = false;
+  // The BPM cancels the stream once it has read `done`: a read still under way then ends on a closed controller.
+  let cancelled = false;
   return new ReadableStream({
     async pull(controller) {
       try {
         const { done, value } = await reader.read();
-        if (done) controller.close();
-        else controller.enqueue(value);
+        if (cancelled) return;
+        if (done) {
+          // The BPA ends a job's stream after its `done` line: an end without one is a break too.
+          if (!ended) failed('bpa event stream', new Error('ended without its done event'));
+          controller.close();
+        } else {
+          const text = tail + decoder.decode(value, { stream: true });
+          ended ||= text.includes('"type":"done"');
+          tail = text.slice(-16);
+          controller.enqueue(value);
+        }
       } catch (err) {
+        if (cancelled) return;
         failed('bpa event stream', err);
         controller.error(err);
       }
     },
-    cancel: (reason) => reader.cancel(reason),
+    cancel: (reason) => {
+      cancelled = true;
+      return reader.cancel(reason);
+    },
   });
 }
 const timedFetch: typeof fetch = async (input, init) => {

@@ -137,7 +137,9 @@ const program = new Command()
   .option(
     '--sticky-timeout <seconds>',
     "stickyQueueScheduleToStartTimeout: how long a site's next task waits for its own worker before any worker " +
-      "replays the site to run it (the product's: 120 s, src/worker/worker.ts)",
+      "replays the site to run it (the product's: 120 s, src/worker/worker.ts). 600 s at 10,000 × 3 saved the sticky " +
+      'replays but not the wall: 2,892.8 s against 2,570.3 s at 120 s, run one after the other ' +
+      '(bench/results/fleet-2026-12-07-f.json)',
   )
   .option('--workflow-slots <n>', 'maxConcurrentWorkflowTaskExecutions', '100')
   .option('--local-activity-slots <n>', 'maxConcurrentLocalActivityExecutions', '100')
