@@ -2,7 +2,8 @@
  * The BPA's typed client, used by the global controller's BPM: artifact uploads that resume where the BPA stands,
  * install jobs (started idempotently by id, polled or streamed), kubeadm clusters (bring-up, membership, upgrade,
  * reset) and their kubeconfig, SSH keys.
- * Failures are PeerError('bpa'): retryable when the BPA cannot be reached or answers 5xx, not for refusals.
+ * Failures are PeerError('bpa'): retryable when the BPA cannot be reached, does not answer in time or answers 5xx,
+ * not for refusals.
  */
 import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
