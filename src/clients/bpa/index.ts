@@ -22,6 +22,7 @@ import {
   JobEvent,
   UploadStatus,
 } from '../../domain/bpa.ts';
+import { requestDeadline } from '../deadline.ts';
 import { PeerError } from '../errors.ts';
 
 export interface BpaClientOptions {
@@ -255,8 +256,7 @@ export class BpaClient {
 
   /**
    * One exchange with the BPA: the request and `read` of its answer, within the client's timeout unless `timeout` is
-   * false (uploads, event streams). The timer is the exchange's own, cleared once the answer is read: an
-   * AbortSignal.timeout per request fired long after most answers and built an error each time.
+   * false (uploads, event streams).
    */
   async #request<T>(
     method: string,
@@ -264,17 +264,15 @@ export class BpaClient {
     init: { headers?: Record<string, string>; body?: RequestInit['body']; timeout?: boolean; signal?: AbortSignal },
     read: (res: Response) => Promise<T>,
   ): Promise<T> {
-    const where = `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}`;
-    const deadline = init.timeout === false ? undefined : new AbortController();
-    const timer =
-      deadline &&
-      setTimeout(() => {
-        deadline.abort();
-      }, this.#timeoutMs);
+    const where = () => `bpa ${method} ${this.url}${path.split('?')[0] ?? ''}`;
+    const deadline = init.timeout === false ? undefined : requestDeadline(this.#timeoutMs);
     const signals = [init.signal, deadline?.signal].filter((s) => s !== undefined);
     const signal = signals.length > 1 ? AbortSignal.any(signals) : signals[0];
     const timedOut = () =>
-      new PeerError('bpa', `${where}: no answer within ${this.#timeoutMs} ms`, { retryable: true, reason: 'Timeout' });
+      new PeerError('bpa', `${where()}: no answer within ${this.#timeoutMs} ms`, {
+        retryable: true,
+        reason: 'Timeout',
+      });
     try {
       let res: Response;
       try {
@@ -285,9 +283,9 @@ export class BpaClient {
           ...(signal && { signal }),
         });
       } catch (err) {
-        if (deadline?.signal.aborted === true) throw timedOut();
+        if (deadline?.expired() === true) throw timedOut();
         const cause = err instanceof Error && err.cause instanceof Error ? `: ${err.cause.message}` : '';
-        throw new PeerError('bpa', `${where}: ${(err as Error).message}${cause}`, {
+        throw new PeerError('bpa', `${where()}: ${(err as Error).message}${cause}`, {
           retryable: true,
           reason: 'Unreachable',
           cause: err,
@@ -297,11 +295,11 @@ export class BpaClient {
         return await read(res);
       } catch (err) {
         // The answer began but did not end in time: as retryable as no answer at all.
-        if (deadline?.signal.aborted === true && !(err instanceof PeerError)) throw timedOut();
+        if (deadline?.expired() === true && !(err instanceof PeerError)) throw timedOut();
         throw err;
       }
     } finally {
-      clearTimeout(timer);
+      deadline?.clear();
     }
   }
 

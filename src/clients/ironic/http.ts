@@ -4,6 +4,7 @@
  * masks every credential the client has been handed before a message or log line leaves this module.
  */
 import type { z } from 'zod';
+import { requestDeadline } from '../deadline.ts';
 import type { PeerError } from '../errors.ts';
 import { classifyStatus, ironicError, ironicFault, scrubText } from './errors.ts';
 
@@ -68,12 +69,7 @@ export class IronicHttp {
   ): Promise<z.infer<S> | undefined> {
     const started = Date.now();
     const what = `${opts.operation} ${opts.subject}`;
-    // The call's own timer, cleared once its answer is read: an AbortSignal.timeout per call fired long after most
-    // answers and built an error each time.
-    const deadline = new AbortController();
-    const timer = setTimeout(() => {
-      deadline.abort();
-    }, this.#timeoutMs);
+    const deadline = requestDeadline(this.#timeoutMs);
     let res: Response;
     let text: string;
     try {
@@ -89,9 +85,9 @@ export class IronicHttp {
       });
       text = await res.text();
     } catch (err) {
-      throw this.#transportError(what, err, deadline.signal.aborted);
+      throw this.#transportError(what, err, deadline.expired());
     } finally {
-      clearTimeout(timer);
+      deadline.clear();
     }
     this.#logger?.debug(
       { peer: 'ironic', method, path: this.scrub(path), status: res.status, ms: Date.now() - started },
