@@ -167,6 +167,11 @@ export class SimHandler {
     this.#requests.set(key, (this.#requests.get(key) ?? 0) + 1);
   }
 
+  /** A new client connection: on HTTPS a full TLS handshake, the costliest thing a client does besides its calls. */
+  connected(secure: boolean): void {
+    this.#count(secure ? 'connections https' : 'connections http');
+  }
+
   async handle(req: IncomingMessage, res: ServerResponse, secure: boolean): Promise<void> {
     const url = req.url ?? '/';
     const q = url.indexOf('?');
@@ -738,8 +743,17 @@ export async function startSimServer(layout: SimLayout, behaviour: Partial<SimBe
   const https = createHttpsServer({ cert, key }, (req, res) => {
     handler.handle(req, res, true).catch(onError(res));
   });
-  // Clients keep connections open between a host's calls; a short server timeout would only add handshakes.
-  for (const server of [http, https]) server.keepAliveTimeout = 30_000;
+  // Clients keep connections open between a host's calls; a short server timeout would only add handshakes. The
+  // Kubernetes APIs close an idle connection after 90 s as kube-apiserver does (its http.Server IdleTimeout), so that
+  // a host step shorter than that reuses its site's connection, as against a real cluster.
+  http.keepAliveTimeout = 30_000;
+  https.keepAliveTimeout = 90_000;
+  http.on('connection', () => {
+    handler.connected(false);
+  });
+  https.on('secureConnection', () => {
+    handler.connected(true);
+  });
   const [httpPort, httpsPort] = await Promise.all([listen(http), listen(https)]);
   const info: SimServerInfo = {
     httpUrl: `http://127.0.0.1:${httpPort}`,

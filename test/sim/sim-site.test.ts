@@ -106,6 +106,9 @@ describe('the simulated site', () => {
     expect(stats.unhandled).toEqual({});
     expect(stats.requests['kube WATCH nodes']).toBeGreaterThanOrEqual(layout.hosts.length);
     expect(stats.requests['bootstrap GET secret']).toBe(1);
+    // The site's clusters are reached over kept-alive connections: a TLS handshake for the bootstrap cluster, one for
+    // the site's own and one for each host's Ready watch held beside it, not one per call (36 here).
+    expect(stats.requests['connections https']).toBeLessThanOrEqual(2 + layout.hosts.length);
     // Two small artifacts, each sent whole without asking where an upload stands first.
     expect(stats.requests['bpa PUT upload']).toBe(2);
     expect(stats.requests['bpa GET upload']).toBeUndefined();
