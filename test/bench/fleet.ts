@@ -177,6 +177,7 @@ const program = new Command()
   )
   .option('--pg-pool <n>', "each worker's PostgreSQL pool (ICN_DATABASE_POOL_SIZE)", '25')
   .option('--worker-node-flags <flags>', "the worker process's Node flags", tunedWorkerNodeFlags)
+  .option('--sim-node-flags <flags>', "the simulation process's Node flags (e.g. --cpu-prof to see what it costs)", '')
   .option(
     '--temporal <dev|postgres>',
     "dev: the temporal CLI's dev server (SQLite, one connection); postgres: the Temporal server on the machine's " +
@@ -234,6 +235,7 @@ const opts = program.opts<{
   deadlockTimeoutMs: string;
   workflowStackTraces: string;
   workerNodeFlags: string;
+  simNodeFlags: string;
   pgPool: string;
   workers: string;
   temporal: string;
@@ -517,7 +519,7 @@ async function stop(c: Child): Promise<void> {
 }
 
 async function startSim(): Promise<Child & { info: SimServerInfo }> {
-  const c = child(['test/sim/server.ts'], {}, false);
+  const c = child([...opts.simNodeFlags.split(' ').filter(Boolean), 'test/sim/server.ts'], {}, false);
   const stdout = c.process.stdout;
   if (!stdout) throw new Error('the simulation has no stdout');
   const line = await new Promise<string>((resolve, reject) => {
