@@ -51,7 +51,7 @@ import {
   cpuSeconds,
   findProcesses,
   loadAverage,
-  machineBusySeconds,
+  machineCpuSeconds,
   peakRssMB,
   rssMB,
   threadCpuSeconds,
@@ -340,6 +340,8 @@ interface ScenarioDetail {
   completions: number[];
   idealSeconds: number;
   cpu: { worker: number; server: number; sim: number; postgres: number; machine: number };
+  /** CPU time the hypervisor gave other guests during the run (not in cpu.machine): a noisy neighbour's share. */
+  stealSeconds: number;
   /** CPU milliseconds per host patched, by process. */
   cpuMsPerHost: Record<string, number>;
   /** The worker's CPU seconds by thread (name): whether one thread is the one that holds the rest back. */
@@ -832,7 +834,7 @@ async function runScenario(
       worker: sumOf(pids, cpuSeconds),
       server: cpuSeconds(serverPid),
       sim: cpuSeconds(sim.pid),
-      machine: machineBusySeconds(),
+      machine: machineCpuSeconds(),
       activities: (await askWorkers(workers)).completed,
       threads: workerThreadCpu(pids),
     };
@@ -883,16 +885,28 @@ async function runScenario(
     samplePg();
     /** The rollout's progress as an operator asks for it while it runs: how long the answer took, and what failed. */
     const queries = { ms: [] as number[], failed: 0, errors: {} as Record<string, number> };
-    let last = { at: started, worker: before.worker, server: before.server, sim: before.sim, threads: before.threads };
+    let last = {
+      at: started,
+      worker: before.worker,
+      server: before.server,
+      sim: before.sim,
+      steal: before.machine.steal,
+      threads: before.threads,
+    };
     for (let tick = 1; ; tick++) {
       if (await Promise.race([ended, sleep(2000).then(() => false)])) break;
       samplePg();
       if (tick % 5 !== 0) continue;
       const now = Date.now();
-      const cpu = { worker: sumOf(pids, cpuSeconds), server: cpuSeconds(serverPid), sim: cpuSeconds(sim.pid) };
+      const cpu = {
+        worker: sumOf(pids, cpuSeconds),
+        server: cpuSeconds(serverPid),
+        sim: cpuSeconds(sim.pid),
+        steal: machineCpuSeconds().steal,
+      };
       const threads = workerThreadCpu(pids);
       const span = (now - last.at) / 1000;
-      const pct = (k: 'worker' | 'server' | 'sim') => Math.round(((cpu[k] - last[k]) / span) * 100);
+      const pct = (k: 'worker' | 'server' | 'sim' | 'steal') => Math.round(((cpu[k] - last[k]) / span) * 100);
       const busiest = Object.entries(threadsSince(last.threads, threads))
         .sort((a, b) => b[1] - a[1])
         .slice(0, 3)
@@ -910,7 +924,7 @@ async function runScenario(
       console.log(
         `  ${Math.round((now - started) / 1000)} s: ${c.succeeded ?? '?'} done, ${c.running ?? '?'} running, ` +
           `${c.failed ?? 0} failed (${view?.step ?? ''}); CPU worker ${pct('worker')}% server ${pct('server')}% ` +
-          `sim ${pct('sim')}% (worker threads: ${busiest}); RSS worker ${sumOf(pids, rssMB)} MB server ${rssMB(serverPid)} MB`,
+          `sim ${pct('sim')}% steal ${pct('steal')}% (worker threads: ${busiest}); RSS worker ${sumOf(pids, rssMB)} MB server ${rssMB(serverPid)} MB`,
       );
       last = { at: now, ...cpu, threads };
     }
@@ -923,8 +937,9 @@ async function runScenario(
       server: cpuSeconds(serverPid) - before.server,
       sim: cpuSeconds(sim.pid) - before.sim,
       postgres: [...pg.values()].reduce((t, p) => t + p.last - p.first, 0),
-      machine: machineBusySeconds() - before.machine,
+      machine: machineCpuSeconds().busy - before.machine.busy,
     };
+    const stealSeconds = machineCpuSeconds().steal - before.machine.steal;
     const workerThreads = threadsSince(before.threads, workerThreadCpu(pids));
     // The issue's figure is a worker's: the larger peak of the processes (their sum is printed beside it).
     const workerMaxRssMB = Math.max(...pids.map(peakRssMB));
@@ -996,6 +1011,7 @@ async function runScenario(
         postgres: round(cpu.postgres),
         machine: round(cpu.machine),
       },
+      stealSeconds: round(stealSeconds),
       cpuMsPerHost: Object.fromEntries(
         Object.entries(cpu).map(([k, v]) => [k, Math.round((v * 1000) / (s.sites * s.hostsPerSite))]),
       ),
