@@ -932,14 +932,15 @@ async function runScenario(
     const wallSeconds = (Date.now() - started) / 1000;
     samplePg();
     const activities = await askWorkers(workers);
+    const machineAfter = machineCpuSeconds();
     const cpu = {
       worker: sumOf(pids, cpuSeconds) - before.worker,
       server: cpuSeconds(serverPid) - before.server,
       sim: cpuSeconds(sim.pid) - before.sim,
       postgres: [...pg.values()].reduce((t, p) => t + p.last - p.first, 0),
-      machine: machineCpuSeconds().busy - before.machine.busy,
+      machine: machineAfter.busy - before.machine.busy,
     };
-    const stealSeconds = machineCpuSeconds().steal - before.machine.steal;
+    const stealSeconds = machineAfter.steal - before.machine.steal;
     const workerThreads = threadsSince(before.threads, workerThreadCpu(pids));
     // The figure is a worker's: the larger peak of the processes (their sum is printed beside it).
     const workerMaxRssMB = Math.max(...pids.map(peakRssMB));
